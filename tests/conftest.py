@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny random-weight models in the style of HF's BertModelTester."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from trexport.models import (
+    AdaplerForSequenceClassification,
+    BertForSequenceClassification,
+    ReductionConfig,
+    TokenReductionConfig,
+    TrBertForSequenceClassification,
+    default_adapler_config,
+    default_tr_bert_config,
+)
+from trexport.models.importers import pretrained_minilm_dir
+
+MINILM_VOCAB = 30522
+
+
+def tiny_config(method: str, vocab_size: int = 99, num_hidden_layers: int = 4, **overrides) -> ReductionConfig:
+    reduction = {
+        "none": TokenReductionConfig(method="none"),
+        "tr_bert": default_tr_bert_config(num_hidden_layers),
+        "adapler": default_adapler_config(num_hidden_layers),
+    }[method]
+    return ReductionConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        max_length=64,
+        token_reduction=reduction,
+        **overrides,
+    )
+
+
+def tiny_model(method: str, seed: int = 0, vocab_size: int = 99) -> torch.nn.Module:
+    """A tiny eval-mode model whose scorers really drop tokens (so parity tests see removal).
+
+    ``method`` is a ``token_reduction.method`` or a ``model_type`` (``"bert"`` = ``"none"``).
+    """
+    method = "none" if method == "bert" else method
+    torch.manual_seed(seed)
+    config = tiny_config(method, vocab_size=vocab_size)
+    cls = {"none": BertForSequenceClassification, "tr_bert": TrBertForSequenceClassification,
+           "adapler": AdaplerForSequenceClassification}[method]
+    model = cls(config).eval()
+    with torch.no_grad():
+        if method == "adapler":
+            model.eta.copy_(torch.linspace(0.6, 1.0, len(model.selection_layers)))
+            for predictor in model.contribution_predictors:
+                predictor[2].weight.mul_(200.0)  # peaky contributions: some tokens fall below eta / n
+        if method == "tr_bert":
+            for policy in model.policy_networks:
+                policy[2].weight.mul_(200.0)  # keep probabilities spread around 0.5
+    return model
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return pretrained_minilm_dir()
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, minilm_dir):
+    """Write a tiny AdapLeR model dir (vocab of the MiniLM tokenizer) with the real tokenizer files."""
+
+    def make(method: str = "adapler", seed: int = 0) -> Path:
+        out = tmp_path / f"{method}-{seed}"
+        tiny_model(method, seed, vocab_size=MINILM_VOCAB).save_pretrained(out, tokenizer_dir=minilm_dir)
+        return out
+
+    return make

@@ -1,0 +1,49 @@
+"""The runtime: no torch, input-order results, metadata errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trexport.errors import InputError
+from trexport.runtime import ReducedClassifier, load_metadata, read_jsonl
+
+
+def test_runtime_never_imports_torch():
+    code = "import sys, trexport.runtime, trexport.runtime.session, trexport.flops; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_metadata_is_a_clear_error(tmp_path):
+    graph = tmp_path / "g.onnx"
+    graph.write_bytes(b"x")
+    with pytest.raises(InputError, match="g.meta.json"):
+        load_metadata(graph)
+
+
+def test_foreign_metadata_is_rejected(tmp_path):
+    graph = tmp_path / "g.onnx"
+    graph.write_bytes(b"x")
+    (tmp_path / "g.meta.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(InputError, match="not a trexport"):
+        ReducedClassifier(graph)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [("{bad", "not valid JSON"), ('{"text": 3}', "string 'text'"), ('{"text": "a", "label": "1"}', "'label' must be an integer")],
+)
+def test_bad_data_lines(tmp_path, line, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "fine", "label": 1}\n' + line + "\n")
+    with pytest.raises(InputError, match=f"d.jsonl:2: .*{message}"):
+        read_jsonl(path)
+
+
+def test_pairs_and_labels_are_read(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "text_pair": "b", "label": 0}\n\n{"text": "c"}\n')
+    rows = read_jsonl(path)
+    assert [(r.text, r.text_pair, r.label) for r in rows] == [("a", "b", 0), ("c", None, None)]

@@ -1,0 +1,1 @@
+"""Benchmarks: latency of exported graphs and of the trexport custom ops, measured side by side."""

@@ -1,0 +1,143 @@
+"""torch -> ONNX: export, parity check, and the ``convert`` pipeline behind ``trexport convert``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import torch
+
+from trexport import __version__
+from trexport.errors import InputError, ParityError
+from trexport.exporter.config import DEFAULT_OPSET, ExportConfig
+from trexport.exporter.convert import ParityReport, export_onnx, validate
+from trexport.models import from_pretrained
+from trexport.models.base import TokenReductionForSequenceClassification
+from trexport.runtime.metadata import FORMAT, FORMAT_VERSION, sidecar_paths
+from trexport.runtime.tokenizer import TextTokenizer
+
+# Real sentences for the parity check, of very different lengths, single and paired.
+PARITY_TEXTS = [
+    ("a gripping , beautifully shot film .", None),
+    ("the plot is thin , the jokes are stale , and the two leads never seem to share the same movie , "
+     "let alone the same scene , which makes the long middle hour feel even longer than it is .", None),
+    ("ok", None),
+    ("not bad at all , though hardly the triumph its fans claim .", "is the film worth seeing ?"),
+    ("an utterly charming and often affecting journey , funny and sad by turns .", None),
+]
+PARITY_SHAPES = ((1, 1), (1, 9), (3, 17), (8, 40))
+
+
+@dataclass
+class ConvertResult:
+    """What ``convert`` wrote: the graph and its two side files, and the parity report (if run)."""
+
+    onnx_path: Path
+    meta_path: Path
+    tokenizer_path: Path
+    report: ParityReport | None
+
+
+def parity_cases(export_config: ExportConfig, tokenizer: TextTokenizer | None) -> list[dict[str, torch.Tensor]]:
+    """Random inputs of several batch sizes and lengths, plus real sentences at batch 1 and batch 5."""
+    max_len = min(export_config.model_config.max_length, export_config.model_config.max_position_embeddings)
+    cases = [
+        export_config.dummy_inputs(batch, min(length, max_len), seed=batch * 100 + length)
+        for batch, length in PARITY_SHAPES
+    ]
+    if tokenizer is not None:
+        texts, pairs = [t for t, _ in PARITY_TEXTS], [p for _, p in PARITY_TEXTS]
+        batches = [tokenizer.encode([t], [p]) for t, p in PARITY_TEXTS] + [tokenizer.encode(texts, pairs)]
+        cases += [{k: torch.from_numpy(v) for k, v in b.feeds().items()} for b in batches]
+    return cases
+
+
+def build_metadata(model: TokenReductionForSequenceClassification, export_config: ExportConfig, ops: str, full: bool) -> dict:
+    config = model.config
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "trexport_version": __version__,
+        "model_type": config.model_type,
+        "full_graph": full,
+        "token_reduction": config.to_dict()["token_reduction"] | ({"method": "none"} if full else {}),
+        "num_hidden_layers": config.num_hidden_layers,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_attention_heads": config.num_attention_heads,
+        "num_labels": config.num_labels,
+        "id2label": {str(k): v for k, v in config.id2label.items()},
+        "max_length": config.max_length,
+        "opset": export_config.opset,
+        "ops": ops,
+        "custom_ops_library": None,
+        "inputs": list(export_config.input_names),
+        "outputs": list(export_config.output_names),
+    }
+
+
+def convert(
+    model_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    run_validation: bool = True,
+    full: bool = False,
+) -> ConvertResult:
+    """Export ``model_dir`` to ``out_path`` with ``OUT.meta.json`` and ``OUT.tokenizer.json`` beside it.
+
+    Every file is written to a temporary folder next to ``out_path`` and moved into place only after the
+    parity check passed, so a failure leaves no output behind.
+
+    Raises:
+        ModelDirError: the model dir cannot be loaded.
+        InputError: ``out_path`` cannot be written.
+        ExportError: export failed; ParityError: the parity check failed (its message is the report).
+    """
+    out_path = Path(out_path)
+    model = from_pretrained(model_dir)
+    tokenizer_src = Path(model_dir) / "tokenizer.json"
+    tokenizer = TextTokenizer(tokenizer_src, model.config.max_length) if tokenizer_src.is_file() else None
+    if tokenizer is None:
+        raise InputError(f"{tokenizer_src}: missing (a model dir needs its tokenizer files)")
+    staging = _staging_dir(out_path)
+    try:
+        export_config = ExportConfig(model.config, opset=opset)
+        proto = export_onnx(model, export_config, full=full)
+        staged_onnx = staging / out_path.name
+        onnx.save_model(proto, str(staged_onnx))
+        report = None
+        if run_validation:
+            session = ort.InferenceSession(str(staged_onnx), providers=["CPUExecutionProvider"])
+            report = validate(model, session, parity_cases(export_config, tokenizer), export_config.atol, full=full)
+            if not report.ok:
+                raise ParityError(report.summary() + "; " + "; ".join(report.failures[:5]))
+        meta = build_metadata(model, export_config, "standard", full)
+        meta["parity"] = report.to_dict() if report else None
+        meta_path, tokenizer_path = sidecar_paths(out_path)
+        (staging / meta_path.name).write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.copyfile(tokenizer_src, staging / tokenizer_path.name)
+        for name in (out_path.name, meta_path.name, tokenizer_path.name):
+            os.replace(staging / name, out_path.parent / name)
+        return ConvertResult(out_path, meta_path, tokenizer_path, report)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging_dir(out_path: Path) -> Path:
+    if out_path.suffix != ".onnx":
+        raise InputError(f"{out_path}: the output file must end in .onnx")
+    if out_path.is_dir():
+        raise InputError(f"{out_path}: is a directory, expected an .onnx file path")
+    try:
+        return Path(tempfile.mkdtemp(prefix=".trexport-", dir=out_path.parent))
+    except OSError as exc:
+        raise InputError(f"{out_path}: cannot write there ({exc.strerror})") from None
+
+
+__all__ = ["ConvertResult", "ExportConfig", "ParityReport", "convert", "export_onnx", "parity_cases", "validate"]

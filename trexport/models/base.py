@@ -1,0 +1,206 @@
+"""The shared sequence-classification model with token removal, and the HF-style model-dir format."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trexport.errors import ModelDirError
+from trexport.models.configuration import ReductionConfig
+from trexport.models.encoder import BertModel, extended_attention_mask
+from trexport.models.selection import KeepRule, select_tokens
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+@dataclass
+class ReductionOutput:
+    """Output of a token-reduction classifier.
+
+    Attributes:
+        logits: float32 ``(batch_size, num_labels)``.
+        kept_tokens: int64 ``(batch_size, num_hidden_layers)``, tokens entering each layer.
+    """
+
+    logits: torch.Tensor
+    kept_tokens: torch.Tensor
+
+
+class ReductionPreTrainedModel(nn.Module):
+    """Base class: config handling, weight init, ``save_pretrained`` / ``from_pretrained``."""
+
+    model_type = "bert"
+
+    def __init__(self, config: ReductionConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+
+    def init_weights(self) -> None:
+        """BERT initialisation (normal(0, 0.02) weights, zero biases, unit LayerNorm)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (and copy tokenizer files from ``tokenizer_dir``)."""
+        from safetensors.torch import save_file
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+        if tokenizer_dir is not None:
+            copy_tokenizer_files(tokenizer_dir, out)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | os.PathLike) -> "ReductionPreTrainedModel":
+        """Load a model dir written by :meth:`save_pretrained`; the model is returned in eval mode.
+
+        Raises:
+            ModelDirError: missing dir or files, a config without ``token_reduction``, a model type that
+                does not match ``cls``, or weights that cannot be read or do not match the config.
+        """
+        config = load_config(model_dir)
+        if cls.model_type != config.model_type:
+            raise ModelDirError(f"{model_dir}: model_type {config.model_type!r} is not {cls.model_type!r}")
+        model = cls(config)
+        _load_strict(model, model_dir)
+        return model.eval()
+
+
+def _load_strict(model: nn.Module, model_dir: str | os.PathLike) -> None:
+    state = load_weights(model_dir)
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {result.missing_keys[:3]}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {result.unexpected_keys[:3]}")
+    if problems:
+        raise ModelDirError(f"{Path(model_dir) / WEIGHTS_NAME}: weights do not match the config: {'; '.join(problems)}")
+
+
+def load_config(model_dir: str | os.PathLike) -> ReductionConfig:
+    """Read ``MODEL_DIR/config.json``. Raises :class:`ModelDirError` with the file name on any problem."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: no such model directory")
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise ModelDirError(f"{config_path}: missing (a model dir needs config.json and model.safetensors)")
+    try:
+        data = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{config_path}: expected a JSON object")
+    return ReductionConfig.from_dict(data, source=str(config_path))
+
+
+def load_weights(model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read ``MODEL_DIR/model.safetensors``. Raises :class:`ModelDirError` if missing or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights_path = Path(model_dir) / WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise ModelDirError(f"{weights_path}: missing")
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelDirError(f"{weights_path}: not a readable safetensors file ({detail})") from None
+
+
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the HF tokenizer files present in ``src`` into ``dst``; ``tokenizer.json`` is required."""
+    src, dst = Path(src), Path(dst)
+    if not (src / "tokenizer.json").is_file():
+        raise ModelDirError(f"{src / 'tokenizer.json'}: missing (trexport needs a fast tokenizer file)")
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file() and src.resolve() != dst.resolve():
+            shutil.copyfile(src / name, dst / name)
+
+
+class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
+    """BERT + pooler + classifier, with tokens scored and removed before the selection layers.
+
+    Subclasses provide the scorer (:meth:`score_tokens`) and the keep rule (:meth:`keep_rule`). The
+    loop is here, once, for eager PyTorch and export alike.
+    """
+
+    def __init__(self, config: ReductionConfig):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.reduction_enabled = True
+        self.selection_layers = tuple(int(i) for i in config.token_reduction.selection_layers)
+
+    def score_tokens(self, layer_index: int, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """float32 ``(batch_size, n)`` importance of each token before layer ``layer_index``."""
+        raise NotImplementedError
+
+    def keep_rule(self, layer_index: int) -> KeepRule:
+        raise NotImplementedError
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> ReductionOutput:
+        """Classify, removing tokens as the method decides.
+
+        Args:
+            input_ids: int64 ``(batch_size, seq_len)``.
+            attention_mask: int64 ``(batch_size, seq_len)``, 1 marks a real token, 0 padding.
+            token_type_ids: int64 ``(batch_size, seq_len)``, 0 for the first segment, 1 for the pair.
+
+        Returns:
+            :class:`ReductionOutput` with logits and the kept tokens per layer. Batch > 1 gives each
+            example its batch-1 result: rows are padded to the batch's largest kept count and the
+            padding is masked as keys.
+        """
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        return self.classify(self.bert.embeddings(input_ids, token_type_ids), attention_mask)
+
+    def classify(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> ReductionOutput:
+        """Run the encoder and head from the embedding output float32 ``(batch_size, seq_len, hidden_size)``."""
+        mask = attention_mask
+        additive = extended_attention_mask(mask, hidden_states.dtype)
+        kept = []
+        for index, layer in enumerate(self.bert.encoder.layer):
+            if self.reduction_enabled and index in self.selection_layers:
+                scores = self.score_tokens(index, hidden_states, mask)
+                selection = select_tokens(hidden_states, scores, mask, self.keep_rule(index))
+                hidden_states, mask = selection.hidden_states, selection.attention_mask
+                additive = extended_attention_mask(mask, hidden_states.dtype)
+            kept.append(mask.sum(dim=1))
+            hidden_states = layer(hidden_states, additive)
+        logits = self.classifier(self.dropout(self.bert.pooler(hidden_states)))
+        return ReductionOutput(logits=logits, kept_tokens=torch.stack(kept, dim=1))
+
+
+class BertForSequenceClassification(TokenReductionForSequenceClassification):
+    """The plain fine-tuned encoder (``token_reduction.method = "none"``): every token, every layer."""
+
+    model_type = "bert"
+
+    def __init__(self, config: ReductionConfig):
+        super().__init__(config)
+        self.reduction_enabled = False
+        self.init_weights()

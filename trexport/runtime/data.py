@@ -1,0 +1,61 @@
+"""JSON Lines data: one object per line with ``text``, optional ``text_pair`` and optional int ``label``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from trexport.errors import InputError
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    text_pair: str | None = None
+    label: int | None = None
+
+
+def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Example]:
+    """Read a ``.jsonl`` or ``.jsonl.gz`` file.
+
+    Raises:
+        InputError: the file is missing or unreadable, or a line is not a JSON object with a string
+            ``text`` (naming the file and the 1-based line number).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such data file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    examples: list[Example] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                examples.append(_parse(line, path, number))
+                if limit is not None and len(examples) >= limit:
+                    break
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    if not examples:
+        raise InputError(f"{path}: no examples")
+    return examples
+
+
+def _parse(line: str, path: Path, number: int) -> Example:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise InputError(f"{path}:{number}: expected an object with a string 'text'")
+    pair = row.get("text_pair")
+    if pair is not None and not isinstance(pair, str):
+        raise InputError(f"{path}:{number}: 'text_pair' must be a string")
+    label = row.get("label")
+    if label is not None and (not isinstance(label, int) or isinstance(label, bool)):
+        raise InputError(f"{path}:{number}: 'label' must be an integer")
+    return Example(row["text"], pair, label)

@@ -1,0 +1,112 @@
+"""Serving an exported graph: tokenize raw texts, batch by length, run ONNX Runtime, decode."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from trexport.errors import InputError, TrexportError
+from trexport.runtime.metadata import load_metadata, sidecar_paths
+from trexport.runtime.tokenizer import Batch, TextTokenizer
+
+
+@dataclass
+class Prediction:
+    """One example's result.
+
+    Attributes:
+        label: the argmax class id.
+        label_name: ``id2label[label]``.
+        probs: softmax probabilities, one per class.
+        kept_tokens: tokens entering each layer (the first entry equals ``length`` unless layer 0 selects).
+        length: input length in tokens (after truncation).
+    """
+
+    label: int
+    label_name: str
+    probs: list[float]
+    kept_tokens: list[int]
+    length: int
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class ReducedClassifier:
+    """An exported classifier with its tokenizer and metadata.
+
+    Args:
+        onnx_path: a graph written by ``trexport convert``.
+        providers: ONNX Runtime execution providers (default: CPUExecutionProvider).
+        intra_op_num_threads: ORT thread count (0 = ORT's default).
+
+    Raises:
+        InputError: missing graph, metadata or tokenizer file.
+        CustomOpLibraryError: the graph needs the trexport custom-op library and it is not built.
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, providers: Sequence[str] | None = None, intra_op_num_threads: int = 0):
+        self.path = Path(onnx_path)
+        self.meta = load_metadata(self.path)
+        _, tokenizer_path = sidecar_paths(self.path)
+        if not tokenizer_path.is_file():
+            raise InputError(f"{tokenizer_path}: missing tokenizer file")
+        self.tokenizer = TextTokenizer(tokenizer_path, int(self.meta["max_length"]))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        options.log_severity_level = 3
+        if self.meta.get("ops") == "custom":
+            from trexport.runtime import ops
+
+            ops.register(options)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise TrexportError(f"{self.path}: ONNX Runtime cannot load the graph ({str(exc).splitlines()[0]})") from None
+        self.id2label = {int(k): v for k, v in self.meta["id2label"].items()}
+
+    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Run one tokenized batch: logits float32 ``(batch_size, num_labels)``, kept_tokens int64 ``(batch_size, num_layers)``."""
+        logits, kept = self.session.run(None, batch.feeds())
+        return logits, kept
+
+    def predict(
+        self, texts: Sequence[str], text_pairs: Sequence[str | None] | None = None, batch_size: int = 32
+    ) -> list[Prediction]:
+        """Classify raw texts (and optional pairs) in batches of up to ``batch_size``.
+
+        Examples are sorted by length so each batch pads little; results come back in input order and
+        equal batch-1 results.
+        """
+        if batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+        encodings = self.tokenizer.encode_each(texts, text_pairs)
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        results: list[Prediction | None] = [None] * len(encodings)
+        self.truncated = 0
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = self.tokenizer.pad([encodings[i] for i in chunk])
+            self.truncated += batch.truncated
+            logits, kept = self.run(batch)
+            probs = softmax(logits.astype(np.float64))
+            for row, index in enumerate(chunk):
+                label = int(np.argmax(logits[row]))
+                results[index] = Prediction(
+                    label=label,
+                    label_name=self.id2label.get(label, str(label)),
+                    probs=[float(p) for p in probs[row]],
+                    kept_tokens=[int(k) for k in kept[row]],
+                    length=batch.lengths[row],
+                )
+        return results  # type: ignore[return-value]
