@@ -40,12 +40,17 @@ def main() -> None:
 @click.option("--opset", default=18, show_default=True, help="ONNX opset (>= 18).")
 @click.option("--no-validate", is_flag=True, help="Skip the parity check against PyTorch.")
 @click.option("--full", is_flag=True, help="Export the full model (every token, every layer) as a baseline.")
+@click.option("--ops", type=click.Choice(["custom", "standard"]), help="Token selection as the fused trexport op or standard ONNX ops [default: custom when the op library is built].")
 @_one_line_errors
-def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: bool) -> None:
+def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: bool, ops: str | None) -> None:
     """Convert MODEL_DIR (config.json + model.safetensors + tokenizer) into OUT.onnx."""
-    from trexport.exporter import convert as run_convert
+    from trexport.exporter import convert as run_convert, default_ops
 
-    result = run_convert(model_dir, out, opset=opset, run_validation=not no_validate, full=full)
+    if ops is None:
+        ops = default_ops()
+        if ops == "standard":
+            click.echo("note: the trexport op library is not built (bash scripts/build_custom_ops.sh); using --ops standard", err=True)
+    result = run_convert(model_dir, out, opset=opset, run_validation=not no_validate, full=full, ops=ops)
     if result.report is not None:
         click.echo(result.report.summary())
     click.echo(f"wrote {result.onnx_path}, {result.meta_path.name}, {result.tokenizer_path.name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ from trexport import __version__
 from trexport.errors import InputError, ParityError
 from trexport.exporter.config import DEFAULT_OPSET, ExportConfig
 from trexport.exporter.convert import ParityReport, export_onnx, validate
+from trexport.exporter.custom_op import custom_selection
+from trexport.runtime import ops as runtime_ops
 from trexport.models import from_pretrained
 from trexport.models.base import TokenReductionForSequenceClassification
 from trexport.runtime.metadata import FORMAT, FORMAT_VERSION, sidecar_paths
@@ -76,10 +79,26 @@ def build_metadata(model: TokenReductionForSequenceClassification, export_config
         "max_length": config.max_length,
         "opset": export_config.opset,
         "ops": ops,
-        "custom_ops_library": None,
+        "custom_ops_library": (
+            {"domain": runtime_ops.OPS_DOMAIN, "version": runtime_ops.LIBRARY_VERSION} if ops == "custom" else None
+        ),
         "inputs": list(export_config.input_names),
         "outputs": list(export_config.output_names),
     }
+
+
+def default_ops() -> str:
+    """``"custom"`` when the trexport op library is built, else ``"standard"``."""
+    return "custom" if runtime_ops.is_available() else "standard"
+
+
+def session_options(ops: str) -> ort.SessionOptions:
+    """Session options with the trexport op library registered when ``ops == "custom"``."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if ops == "custom":
+        runtime_ops.register(options)
+    return options
 
 
 def convert(
@@ -88,8 +107,13 @@ def convert(
     opset: int = DEFAULT_OPSET,
     run_validation: bool = True,
     full: bool = False,
+    ops: str = "standard",
 ) -> ConvertResult:
     """Export ``model_dir`` to ``out_path`` with ``OUT.meta.json`` and ``OUT.tokenizer.json`` beside it.
+
+    ``ops="custom"`` emits the fused ``ai.trexport::TopKGather`` op for each selection point (the graph
+    then needs the trexport op library at run time); ``"standard"`` builds selection from standard ONNX
+    ops, so the graph runs on stock ONNX Runtime.
 
     Every file is written to a temporary folder next to ``out_path`` and moved into place only after the
     parity check passed, so a failure leaves no output behind.
@@ -98,7 +122,12 @@ def convert(
         ModelDirError: the model dir cannot be loaded.
         InputError: ``out_path`` cannot be written.
         ExportError: export failed; ParityError: the parity check failed (its message is the report).
+        CustomOpLibraryError: ``ops="custom"`` but the op library is not built.
     """
+    if ops not in ("custom", "standard"):
+        raise InputError(f"--ops must be 'custom' or 'standard', got {ops!r}")
+    if ops == "custom" and not runtime_ops.is_available():
+        runtime_ops.register(ort.SessionOptions())  # raises CustomOpLibraryError naming the build command
     out_path = Path(out_path)
     model = from_pretrained(model_dir)
     tokenizer_src = Path(model_dir) / "tokenizer.json"
@@ -108,16 +137,19 @@ def convert(
     staging = _staging_dir(out_path)
     try:
         export_config = ExportConfig(model.config, opset=opset)
-        proto = export_onnx(model, export_config, full=full)
+        emit = custom_selection(model) if ops == "custom" and not full else contextlib.nullcontext()
+        with emit:
+            proto = export_onnx(model, export_config, full=full)
+        ops = ops if not full else "standard"
         staged_onnx = staging / out_path.name
         onnx.save_model(proto, str(staged_onnx))
         report = None
         if run_validation:
-            session = ort.InferenceSession(str(staged_onnx), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(staged_onnx), session_options(ops), providers=["CPUExecutionProvider"])
             report = validate(model, session, parity_cases(export_config, tokenizer), export_config.atol, full=full)
             if not report.ok:
                 raise ParityError(report.summary() + "; " + "; ".join(report.failures[:5]))
-        meta = build_metadata(model, export_config, "standard", full)
+        meta = build_metadata(model, export_config, ops, full)
         meta["parity"] = report.to_dict() if report else None
         meta_path, tokenizer_path = sidecar_paths(out_path)
         (staging / meta_path.name).write_text(json.dumps(meta, indent=2) + "\n")
@@ -140,4 +172,7 @@ def _staging_dir(out_path: Path) -> Path:
         raise InputError(f"{out_path}: cannot write there ({exc.strerror})") from None
 
 
-__all__ = ["ConvertResult", "ExportConfig", "ParityReport", "convert", "export_onnx", "parity_cases", "validate"]
+__all__ = [
+    "ConvertResult", "ExportConfig", "ParityReport", "convert", "default_ops", "export_onnx", "parity_cases",
+    "session_options", "validate",
+]

@@ -76,7 +76,7 @@ class AdaplerForSequenceClassification(TokenReductionForSequenceClassification):
 
     def keep_rule(self, layer_index: int) -> KeepRule:
         tr = self.config.token_reduction
-        return KeepRule(mode="eta", value=self.clipped_eta()[self.selection_layers.index(layer_index)], keep_cls=tr.keep_cls)
+        return KeepRule(mode="eta", value=self.clipped_eta()[self.selection_layers.index(layer_index)], keep_cls=tr.keep_cls, layer_index=layer_index)
 
     def forward_soft(
         self,

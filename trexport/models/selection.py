@@ -24,11 +24,13 @@ class KeepRule(NamedTuple):
             >= value / n_alive; AdapLeR Sec. 3.2, delta_l = eta_l / n).
         value: the threshold, or eta_l (a 0-d float32 tensor or a float).
         keep_cls: position 0 is kept whenever it is alive.
+        layer_index: the layer this rule selects for (lets an export backend look up frozen values).
     """
 
     mode: str
     value: torch.Tensor | float
     keep_cls: bool = True
+    layer_index: int = -1
 
 
 class Selection(NamedTuple):

@@ -45,4 +45,4 @@ class TrBertForSequenceClassification(TokenReductionForSequenceClassification):
 
     def keep_rule(self, layer_index: int) -> KeepRule:
         tr = self.config.token_reduction
-        return KeepRule(mode="threshold", value=float(tr.threshold), keep_cls=tr.keep_cls)
+        return KeepRule(mode="threshold", value=float(tr.threshold), keep_cls=tr.keep_cls, layer_index=layer_index)

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from trexport.errors import InputError, TrexportError
+from trexport.errors import CustomOpLibraryError, InputError, TrexportError
 from trexport.runtime.metadata import load_metadata, sidecar_paths
 from trexport.runtime.tokenizer import Batch, TextTokenizer
 
@@ -40,6 +40,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _register_custom_ops(options: ort.SessionOptions, path: Path, meta: dict) -> None:
+    """Register the trexport op library a graph needs, checking the version its metadata records."""
+    from trexport.runtime import ops
+
+    try:
+        ops.register(options)
+    except CustomOpLibraryError as exc:
+        raise CustomOpLibraryError(f"{path} uses trexport custom ops: {exc}") from None
+    needed = (meta.get("custom_ops_library") or {}).get("version")
+    installed = ops.installed_library_version()
+    if needed and installed and needed != installed:
+        raise CustomOpLibraryError(
+            f"{path} needs trexport op library {needed}, found {installed}; rebuild with `{ops.BUILD_COMMAND}`"
+        )
+
+
 class ReducedClassifier:
     """An exported classifier with its tokenizer and metadata.
 
@@ -64,9 +80,7 @@ class ReducedClassifier:
         options.intra_op_num_threads = intra_op_num_threads
         options.log_severity_level = 3
         if self.meta.get("ops") == "custom":
-            from trexport.runtime import ops
-
-            ops.register(options)
+            _register_custom_ops(options, self.path, self.meta)
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
