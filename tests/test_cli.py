@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -83,10 +84,7 @@ def test_missing_model_dir(tmp_path):
 
 def test_config_without_token_reduction(converted, tmp_path):
     _, model_dir, _ = converted
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for f in model_dir.iterdir():
-        (bad / f.name).write_bytes(f.read_bytes())
+    bad = shutil.copytree(model_dir, tmp_path / "bad")
     config = json.loads((bad / "config.json").read_text())
     del config["token_reduction"]
     (bad / "config.json").write_text(json.dumps(config))
@@ -97,10 +95,7 @@ def test_config_without_token_reduction(converted, tmp_path):
 
 def test_corrupt_safetensors(converted, tmp_path):
     _, model_dir, _ = converted
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for f in model_dir.iterdir():
-        (bad / f.name).write_bytes(f.read_bytes())
+    bad = shutil.copytree(model_dir, tmp_path / "bad")
     (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     result = run("convert", bad, tmp_path / "o.onnx")
     assert_one_line_error(result, "model.safetensors")

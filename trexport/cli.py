@@ -41,16 +41,19 @@ def main() -> None:
 @click.option("--no-validate", is_flag=True, help="Skip the parity check against PyTorch.")
 @click.option("--full", is_flag=True, help="Export the full model (every token, every layer) as a baseline.")
 @click.option("--ops", type=click.Choice(["custom", "standard"]), help="Token selection as the fused trexport op or standard ONNX ops [default: custom when the op library is built].")
+@click.option("--parity-data", type=click.Path(path_type=Path), help="Also check parity on every example of this JSON Lines file (batch 1 and 32).")
 @_one_line_errors
-def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: bool, ops: str | None) -> None:
+def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: bool, ops: str | None, parity_data: Path | None) -> None:
     """Convert MODEL_DIR (config.json + model.safetensors + tokenizer) into OUT.onnx."""
     from trexport.exporter import convert as run_convert, default_ops
+    from trexport.runtime import read_jsonl
 
+    examples = read_jsonl(parity_data) if parity_data is not None else ()
     if ops is None:
         ops = default_ops()
         if ops == "standard":
             click.echo("note: the trexport op library is not built (bash scripts/build_custom_ops.sh); using --ops standard", err=True)
-    result = run_convert(model_dir, out, opset=opset, run_validation=not no_validate, full=full, ops=ops)
+    result = run_convert(model_dir, out, opset=opset, run_validation=not no_validate, full=full, ops=ops, parity_data=examples)
     if result.report is not None:
         click.echo(result.report.summary())
     click.echo(f"wrote {result.onnx_path}, {result.meta_path.name}, {result.tokenizer_path.name}")

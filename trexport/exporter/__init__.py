@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import onnx
 import onnxruntime as ort
@@ -23,6 +24,7 @@ from trexport.runtime import ops as runtime_ops
 from trexport.models import from_pretrained
 from trexport.models.base import TokenReductionForSequenceClassification
 from trexport.runtime.metadata import FORMAT, FORMAT_VERSION, sidecar_paths
+from trexport.runtime.data import Example
 from trexport.runtime.tokenizer import TextTokenizer
 
 # Real sentences for the parity check, of very different lengths, single and paired.
@@ -47,8 +49,11 @@ class ConvertResult:
     report: ParityReport | None
 
 
-def parity_cases(export_config: ExportConfig, tokenizer: TextTokenizer | None) -> list[dict[str, torch.Tensor]]:
-    """Random inputs of several batch sizes and lengths, plus real sentences at batch 1 and batch 5."""
+def parity_cases(
+    export_config: ExportConfig, tokenizer: TextTokenizer | None, examples: Sequence[Example] = ()
+) -> list[dict[str, torch.Tensor]]:
+    """Random inputs of several batch sizes and lengths, plus real sentences at batch 1 and batch 5,
+    plus each of ``examples`` at batch 1 and in batches of 32."""
     max_len = min(export_config.model_config.max_length, export_config.model_config.max_position_embeddings)
     cases = [
         export_config.dummy_inputs(batch, min(length, max_len), seed=batch * 100 + length)
@@ -57,6 +62,10 @@ def parity_cases(export_config: ExportConfig, tokenizer: TextTokenizer | None) -
     if tokenizer is not None:
         texts, pairs = [t for t, _ in PARITY_TEXTS], [p for _, p in PARITY_TEXTS]
         batches = [tokenizer.encode([t], [p]) for t, p in PARITY_TEXTS] + [tokenizer.encode(texts, pairs)]
+        if examples:
+            texts, pairs = [e.text for e in examples], [e.text_pair for e in examples]
+            batches += [tokenizer.encode([t], [p]) for t, p in zip(texts, pairs)]
+            batches += [tokenizer.encode(texts[i : i + 32], pairs[i : i + 32]) for i in range(0, len(texts), 32)]
         cases += [{k: torch.from_numpy(v) for k, v in b.feeds().items()} for b in batches]
     return cases
 
@@ -108,6 +117,7 @@ def convert(
     run_validation: bool = True,
     full: bool = False,
     ops: str = "standard",
+    parity_data: Sequence[Example] = (),
 ) -> ConvertResult:
     """Export ``model_dir`` to ``out_path`` with ``OUT.meta.json`` and ``OUT.tokenizer.json`` beside it.
 
@@ -116,7 +126,8 @@ def convert(
     ops, so the graph runs on stock ONNX Runtime.
 
     Every file is written to a temporary folder next to ``out_path`` and moved into place only after the
-    parity check passed, so a failure leaves no output behind.
+    parity check passed, so a failure leaves no output behind. ``parity_data`` adds real examples to
+    the check, each at batch 1 and in batches of 32.
 
     Raises:
         ModelDirError: the model dir cannot be loaded.
@@ -146,7 +157,7 @@ def convert(
         report = None
         if run_validation:
             session = ort.InferenceSession(str(staged_onnx), session_options(ops), providers=["CPUExecutionProvider"])
-            report = validate(model, session, parity_cases(export_config, tokenizer), export_config.atol, full=full)
+            report = validate(model, session, parity_cases(export_config, tokenizer, parity_data), export_config.atol, full=full)
             if not report.ok:
                 raise ParityError(report.summary() + "; " + "; ".join(report.failures[:5]))
         meta = build_metadata(model, export_config, ops, full)

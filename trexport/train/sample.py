@@ -35,6 +35,7 @@ from trexport.train.common import Batcher, TensorBatch, evaluate, seed_everythin
 
 SST2_LABELS = {0: "negative", 1: "positive"}
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+MINILM_NAME = "all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,19 @@ class SampleRecipe:
 
     max_length: int = 64
     batch_size: int = 32
+    seed: int = 0
     finetune_epochs: int = 2
     finetune_lr: float = 1e-4
+    adapler_examples: int = 3000
     adapler_epochs: int = 3
     adapler_lr: float = 2e-5
+    predictor_lr: float = 1e-3
     eta_lr: float = 1e-2
-    gamma: float = 0.1
-    phi: float = 0.1
+    gamma: float = 1.0
+    phi: float = 0.5
     sharpness: float = 10.0
-    seed: int = 0
+
+    FINETUNE_FIELDS = ("max_length", "batch_size", "seed", "finetune_epochs", "finetune_lr")
 
 
 def samples_dir() -> Path:
@@ -62,10 +67,15 @@ def samples_dir() -> Path:
     return path
 
 
-def cache_dir(recipe: SampleRecipe, train_file: Path) -> Path:
-    key = json.dumps([__version__, dataclasses.asdict(recipe), hashlib.sha256(train_file.read_bytes()).hexdigest()])
+def cache_dir(recipe: SampleRecipe, train_file: Path, stage: str = "sample") -> Path:
+    """Cache folder of one stage: ``"finetune"`` is keyed by the fine-tuning fields only, so changing an
+    AdapLeR setting reuses the fine-tuned model; ``"sample"`` by the whole recipe."""
+    fields = dataclasses.asdict(recipe)
+    if stage == "finetune":
+        fields = {k: fields[k] for k in SampleRecipe.FINETUNE_FIELDS}
+    key = json.dumps([__version__, stage, fields, hashlib.sha256(train_file.read_bytes()).hexdigest()])
     root = Path(os.environ.get("TREXPORT_CACHE", Path.home() / ".cache" / "trexport"))
-    return root / "sample" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return root / stage / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _train_loop(
@@ -120,7 +130,7 @@ def train_adapler(model: AdaplerForSequenceClassification, batcher: Batcher, rec
     main_params = [p for n, p in model.named_parameters() if n != "eta"]
     main_opt = torch.optim.AdamW(main_params, lr=recipe.adapler_lr, weight_decay=0.01)
     contribution_params = list(model.contribution_predictors.parameters())
-    cp_opt = torch.optim.AdamW(contribution_params, lr=1e-3)
+    cp_opt = torch.optim.AdamW(contribution_params, lr=recipe.predictor_lr)
     eta_opt = torch.optim.Adam([model.eta], lr=recipe.eta_lr)
     n_layers = len(model.selection_layers)
     layer_weights = torch.arange(n_layers, 0, -1, dtype=torch.float32)
@@ -176,27 +186,52 @@ def build_sample(
     return out
 
 
-def _train_into(target: Path, train_file: Path, recipe: SampleRecipe, log: Callable[[str], None]) -> None:
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+def _finetuned(train_file: Path, recipe: SampleRecipe, log: Callable[[str], None]) -> Path:
+    """The fine-tuned full model dir, trained now or taken from its stage cache."""
+    target = cache_dir(recipe, train_file, "finetune")
+    if (target / "done").is_file():
+        log(f"sample model: fine-tuned model from cache {target}")
+        return target
     seed_everything(recipe.seed)
     base = pretrained_minilm_dir()
-    tokenizer = TextTokenizer(base / "tokenizer.json", recipe.max_length)
-    batcher = Batcher(read_jsonl(train_file), tokenizer)
-    log(f"sample model: fine-tuning {base.name} on {len(batcher.examples)} SST-2 sentences")
+    batcher = Batcher(read_jsonl(train_file), TextTokenizer(base / "tokenizer.json", recipe.max_length))
+    log(f"sample model: fine-tuning {MINILM_NAME} on {len(batcher.examples)} SST-2 sentences")
     model = from_hf_bert(base, TokenReductionConfig(method="none"), 2, SST2_LABELS, recipe.max_length)
     finetune(model, batcher, recipe, log)
+    _save_done(model, target, base)
+    return target
+
+
+def _save_done(
+    model: nn.Module, target: Path, tokenizer_dir: Path, extra: dict | None = None, subdirs: dict[str, Path] | None = None
+) -> None:
+    """Save into ``target`` through a staging folder, so an interrupted run leaves no half model.
+
+    ``extra`` maps file names to JSON values to write; ``subdirs`` maps names to dirs to copy in.
+    """
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging / "finetuned", tokenizer_dir=base)
-    log("sample model: training AdapLeR contribution predictors and eta")
+    model.save_pretrained(staging, tokenizer_dir=tokenizer_dir)
+    for name, value in (extra or {}).items():
+        (staging / name).write_text(json.dumps(value, indent=2) + "\n")
+    for name, source in (subdirs or {}).items():
+        shutil.copytree(source, staging / name, ignore=shutil.ignore_patterns("done"))
+    (staging / "done").write_text("ok\n")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def _train_into(target: Path, train_file: Path, recipe: SampleRecipe, log: Callable[[str], None]) -> None:
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    finetuned_dir = _finetuned(train_file, recipe, log)
+    model = from_pretrained(finetuned_dir)
+    log(f"sample model: training AdapLeR contribution predictors and eta on {recipe.adapler_examples} sentences")
     seed_everything(recipe.seed)
     adapler = AdaplerForSequenceClassification(
         dataclasses.replace(model.config, token_reduction=default_adapler_config(model.config.num_hidden_layers))
     )
     adapler.load_state_dict(model.state_dict(), strict=False)
+    examples = read_jsonl(train_file, limit=recipe.adapler_examples)
+    batcher = Batcher(examples, TextTokenizer(finetuned_dir / "tokenizer.json", recipe.max_length))
     train_adapler(adapler, batcher, recipe, log)
-    adapler.save_pretrained(staging, tokenizer_dir=base)
-    (staging / "recipe.json").write_text(json.dumps(dataclasses.asdict(recipe), indent=2) + "\n")
-    (staging / "done").write_text("ok\n")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    _save_done(adapler, target, finetuned_dir, {"recipe.json": dataclasses.asdict(recipe)}, {"finetuned": finetuned_dir})
