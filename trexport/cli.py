@@ -116,6 +116,144 @@ def sample_build(out: Path, no_cache: bool) -> None:
     click.echo(f"wrote {out} (AdapLeR) and {out / 'finetuned'} (the full fine-tuned model)")
 
 
+def _train_options(default_lr: float, base_required: bool = True):
+    """The flags every ``trexport train`` recipe shares (see :class:`trexport.train.common.TrainOptions`)."""
+
+    def decorate(func):
+        options = [
+            click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Training JSON Lines (.jsonl or .jsonl.gz) with labels."),
+            click.option("--dev", type=click.Path(path_type=Path), help="Labelled dev file, evaluated after every epoch."),
+            click.option("--out", required=True, type=click.Path(path_type=Path), help="Model dir to write (also gets metrics.jsonl and checkpoints/)."),
+            click.option("--base", type=click.Path(path_type=Path), required=base_required,
+                         help="Fine-tuned trexport model dir to start from." if base_required else "HF BERT dir or trexport model dir [default: all-MiniLM-L6-v2]."),
+            click.option("--epochs", default=2, show_default=True, help="Epochs per training stage."),
+            click.option("--batch-size", default=32, show_default=True),
+            click.option("--lr", default=default_lr, show_default=True, help="Learning rate of the model weights."),
+            click.option("--max-length", default=128, show_default=True, help="Truncate examples to this many tokens."),
+            click.option("--limit", type=int, help="Train on a seeded random subset of N examples."),
+            click.option("--seed", default=0, show_default=True),
+            click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in OUT/checkpoints."),
+            click.option("--checkpoint-every", default=200, show_default=True, help="Steps between checkpoints."),
+            click.option("--stop-after", type=int, help="Stop after this many steps in total, leaving a checkpoint."),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _options(kwargs: dict):
+    from trexport.train.common import TrainOptions
+
+    names = set(TrainOptions.__dataclass_fields__)
+    shared = {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items() if k in names}
+    return TrainOptions(**shared), {k: v for k, v in kwargs.items() if k not in names}
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@main.group()
+def train() -> None:
+    """Train a model dir: fine-tune, then TR-BERT, AdapLeR or DACT-BERT from the fine-tuned model."""
+
+
+@train.command("finetune")
+@_train_options(5e-5, base_required=False)
+@_one_line_errors
+def train_finetune(**kwargs) -> None:
+    """Fine-tune a BERT encoder for classification (token_reduction.method = "none")."""
+    from trexport.train.finetune import finetune
+
+    options, _ = _options(kwargs)
+    finetune(options, log=_log)
+
+
+@train.command("tr-bert")
+@_train_options(2e-5)
+@click.option("--alpha", default=1.0, show_default=True, help="Length penalty of the reward in the RL stage.")
+@click.option("--alpha-joint", type=float, help="Length penalty in the joint stage [default: --alpha].")
+@click.option("--policy-lr", default=1e-3, show_default=True, help="Learning rate of the policy networks.")
+@click.option("--samples", default=8, show_default=True, help="Bernoulli samples per example.")
+@click.option("--guide-rate", default=0.2, show_default=True, help="Share of RL steps with one imitation sample.")
+@click.option("--temperature", default=1.0, show_default=True, help="Distillation temperature of the joint stage.")
+@_one_line_errors
+def train_tr_bert(**kwargs) -> None:
+    """TR-BERT: heuristic scores, REINFORCE on the frozen encoder, then joint training with distillation."""
+    from trexport.train.tr_bert import TrBertOptions, train_tr_bert as run
+
+    options, extra = _options(kwargs)
+    run(TrBertOptions(**vars(options), **extra), log=_log)
+
+
+@train.command("adapler")
+@_train_options(2e-5)
+@click.option("--gamma", default=1.0, show_default=True, help="Weight of the layer-weighted KL to the saliency targets.")
+@click.option("--phi", default=0.5, show_default=True, help="Weight of the soft-length loss of the eta optimiser.")
+@click.option("--predictor-lr", default=1e-3, show_default=True, help="Learning rate of the contribution predictors.")
+@click.option("--eta-lr", default=1e-2, show_default=True, help="Learning rate of eta.")
+@click.option("--sharpness", default=10.0, show_default=True, help="Soft-removal lambda of epoch 1 (x10 each epoch).")
+@click.option("--tolerance", default=0.01, show_default=True, help="Dev accuracy the selected epoch may lose vs the base.")
+@_one_line_errors
+def train_adapler(**kwargs) -> None:
+    """AdapLeR: saliency targets, contribution predictors + eta with soft removal, dev model selection."""
+    from trexport.train.adapler import AdaplerOptions, train_adapler as run
+
+    options, extra = _options(kwargs)
+    run(AdaplerOptions(**vars(options), **extra), log=_log)
+
+
+@train.command("dact")
+@_train_options(2e-5)
+@click.option("--ponder-cost", default=0.01, show_default=True, help="Coefficient of the ponder cost sum_n p_n.")
+@click.option("--halting-bias", default=1.0, show_default=True, help="Constant added to each halting logit (stored in config.json).")
+@click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers and halting units.")
+@_one_line_errors
+def train_dact(**kwargs) -> None:
+    """DACT-BERT: per-layer classifiers and halting units, accumulated answer, ponder cost."""
+    from trexport.train.dact import DactOptions, train_dact as run
+
+    options, extra = _options(kwargs)
+    run(DactOptions(**vars(options), **extra), log=_log)
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Labelled JSON Lines (.jsonl or .jsonl.gz).")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--max-length", type=int, help="Truncate to this many tokens [default: the model's max_length].")
+@click.option("--limit", type=int, help="Evaluate a seeded random subset of N examples.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the --limit subset.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the report as JSON here.")
+@_one_line_errors
+def evaluate(model_dir: Path, data_path: Path, batch_size: int, max_length: int | None, limit: int | None, seed: int, json_path: Path | None) -> None:
+    """Accuracy, kept tokens per layer (or depth) and FLOPs ratio of MODEL_DIR in PyTorch."""
+    import torch
+
+    from trexport.models import from_pretrained
+    from trexport.runtime.tokenizer import TextTokenizer
+    from trexport.train.common import Batcher, dev_report, load_examples
+
+    model = from_pretrained(model_dir)
+    max_length = max_length or model.config.max_length
+    batcher = Batcher(load_examples(data_path, limit, seed), TextTokenizer(model_dir / "tokenizer.json", max_length))
+    with torch.inference_mode():
+        report = dev_report(model, batcher, batch_size)
+    report |= {"model_type": model.config.model_type, "num_hidden_layers": model.config.num_hidden_layers,
+               "truncated": batcher.truncated, "max_length": max_length}
+    click.echo(f"accuracy {report['accuracy']:.4f} on {report['examples']} examples "
+               f"({batcher.truncated} truncated to {max_length} tokens)")
+    if model.config.model_type == "dact_bert":
+        click.echo(f"mean depth {report['mean_depth']:.2f} of {model.config.num_hidden_layers} layers")
+    click.echo("mean kept tokens per layer " + " ".join(f"{k:.1f}" for k in report["mean_kept_tokens"])
+               + f" (mean length {report['mean_length']:.1f})")
+    click.echo(f"FLOPs ratio (full / this model) {report['flops_ratio']:.2f}x")
+    if json_path is not None:
+        _write_atomic(json_path, json.dumps(report, indent=2) + "\n")
+
+
 @main.command()
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="Labelled JSON Lines (default: the committed SST-2 dev set).")
 @click.option("--workdir", type=click.Path(path_type=Path), help="Where models and graphs go (default: the trexport cache).")

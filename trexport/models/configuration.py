@@ -14,7 +14,9 @@ from typing import Any
 
 from trexport.errors import ModelDirError
 
-METHODS = ("none", "tr_bert", "adapler")
+METHODS = ("none", "tr_bert", "adapler", "dact_bert")
+# Optional method-specific fields: left out of config.json while None, so older configs round-trip unchanged.
+OPTIONAL_FIELDS = ("halting_bias",)
 KEEP_RULES = ("threshold", "eta")
 
 
@@ -34,6 +36,10 @@ class TokenReductionConfig:
         threshold: the probability threshold of the ``"threshold"`` rule (0.5 in TR-BERT).
         eta_min, eta_max: the clip range of AdapLeR's learned per-layer eta (upstream [0.01, 1]).
         keep_cls: position 0 ([CLS]) is always kept.
+        halting_bias: DACT-BERT only (``method = "dact_bert"``, Eyzaguirre et al. 2021): a constant added
+            to each halting unit's logit, h_n = sigmoid(gate_n(cls_n) + halting_bias). h_n is the share
+            of probability mass that goes on to the next layer, so a large bias means "keep going".
+            ``None`` (and absent from ``config.json``) for the other methods.
     """
 
     method: str = "none"
@@ -44,6 +50,7 @@ class TokenReductionConfig:
     eta_min: float = 0.01
     eta_max: float = 1.0
     keep_cls: bool = True
+    halting_bias: float | None = None
 
     def validate(self, num_hidden_layers: int) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -58,6 +65,18 @@ class TokenReductionConfig:
             raise ValueError("token_reduction.selection_layers must be strictly increasing")
         if not 0.0 < self.eta_min <= self.eta_max:
             raise ValueError("token_reduction needs 0 < eta_min <= eta_max")
+        if self.method == "dact_bert":
+            if self.selection_layers:
+                raise ValueError("token_reduction.selection_layers must be empty for dact_bert (it skips layers, not tokens)")
+            if not isinstance(self.halting_bias, (int, float)) or isinstance(self.halting_bias, bool):
+                raise ValueError("token_reduction.halting_bias must be a number for dact_bert")
+        elif self.halting_bias is not None:
+            raise ValueError(f"token_reduction.halting_bias is only used by dact_bert, not {self.method!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` section: every field, except optional ones that are ``None``."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if not (k in OPTIONAL_FIELDS and v is None)}
 
 
 @dataclass
@@ -100,7 +119,7 @@ class ReductionConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["id2label"] = {str(k): v for k, v in self.id2label.items()}
-        d["token_reduction"] = dataclasses.asdict(self.token_reduction)
+        d["token_reduction"] = self.token_reduction.to_dict()
         return {"model_type": self.model_type, "architectures": [ARCHITECTURES[self.model_type]], **d}
 
     @classmethod
@@ -134,4 +153,5 @@ ARCHITECTURES = {
     "bert": "BertForSequenceClassification",
     "tr_bert": "TrBertForSequenceClassification",
     "adapler": "AdaplerForSequenceClassification",
+    "dact_bert": "DactBertForSequenceClassification",
 }

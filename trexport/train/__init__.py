@@ -1,1 +1,2 @@
-"""Training recipes. This package holds the quick sample recipe; full recipes build on ``common``."""
+"""Training recipes: ``finetune`` (the full model), ``tr_bert``, ``adapler`` and ``dact`` (each from a
+fine-tuned model dir), the quick ``sample`` recipe, and the shared loop, data and checkpoints in ``common``."""

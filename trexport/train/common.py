@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -85,3 +85,310 @@ def evaluate(model: torch.nn.Module, batcher: Batcher, batch_size: int = 64) -> 
     labels = [e.label for e in batcher.examples]
     accuracy = float(np.mean([p == l for p, l in zip(predictions, labels)]))
     return {"accuracy": accuracy, "kept_tokens": kept, "lengths": lengths, "predictions": predictions}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared pieces of the full recipes (finetune, tr_bert, adapler, dact): options, data, the stage loop
+# with progress, JSON Lines metrics and resumable checkpoints.
+# ---------------------------------------------------------------------------------------------------
+
+CHECKPOINT_DIR = "checkpoints"
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass
+class TrainOptions:
+    """Options every recipe takes (the ``trexport train`` flags).
+
+    Attributes:
+        data: training JSON Lines file (``text``, optional ``text_pair``, int ``label``).
+        out: the model dir to write; it also gets ``metrics.jsonl`` and ``checkpoints/``.
+        dev: optional labelled dev file, evaluated (hard removal) after every epoch.
+        base: the starting model dir (an HF BERT dir or a trexport model dir).
+        epochs, batch_size, lr: per training stage.
+        max_length: tokens per example after truncation (the count truncated is reported).
+        limit: train on a seeded random subset of this many examples.
+        seed: seeds Python, numpy and torch, the shuffling and the subset.
+        resume: continue from the latest checkpoint in ``out/checkpoints``.
+        checkpoint_every: steps between checkpoints (one is also written after each epoch).
+        stop_after: stop after this many steps in total (a checkpoint is left to resume from).
+    """
+
+    data: str
+    out: str
+    dev: str | None = None
+    base: str | None = None
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 5e-5
+    max_length: int = 128
+    limit: int | None = None
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 200
+    stop_after: int | None = None
+
+
+def check_resumable(options: TrainOptions) -> None:
+    """Raise ``InputError`` up front when ``--resume`` has no checkpoint to resume from."""
+    from pathlib import Path
+
+    from trexport.errors import InputError
+
+    path = Path(options.out) / CHECKPOINT_DIR / "checkpoint.pt"
+    if options.resume and not path.is_file():
+        raise InputError(f"{path}: no checkpoint to resume from")
+
+
+def load_examples(path, limit: int | None = None, seed: int = 0, need_labels: bool = True) -> list[Example]:
+    """Read a JSON Lines file; ``limit`` keeps a seeded random subset (in file order).
+
+    Raises:
+        InputError: bad lines (file:line, from ``read_jsonl``), or unlabelled examples when ``need_labels``.
+    """
+    from trexport.errors import InputError
+    from trexport.runtime.data import read_jsonl
+
+    examples = read_jsonl(path)
+    if limit is not None and limit < len(examples):
+        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+        examples = [examples[i] for i in keep]
+    if need_labels:
+        missing = [i for i, e in enumerate(examples) if e.label is None]
+        if missing:
+            raise InputError(f"{path}: {len(missing)} examples have no 'label' (first: example {missing[0] + 1})")
+    return examples
+
+
+def make_batcher(path, tokenizer: TextTokenizer, limit: int | None, seed: int, log, what: str = "training") -> Batcher:
+    """Tokenize a labelled file and report how many examples were truncated."""
+    batcher = Batcher(load_examples(path, limit, seed), tokenizer)
+    log(f"{what} data: {len(batcher.examples)} examples from {path}, "
+        f"{batcher.truncated} truncated to {tokenizer.max_length} tokens")
+    return batcher
+
+
+def num_labels_of(*batchers: Batcher) -> int:
+    return max(2, 1 + max(e.label for b in batchers for e in b.examples))
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.06):
+    """Linear warm-up over ``warmup`` of the steps, then linear decay to 0."""
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def pad_rows(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """Stack 1-d float tensors, zero-padded (or cut) to ``width``: float32 ``(len(rows), width)``."""
+    out = torch.zeros(len(rows), width)
+    for i, row in enumerate(rows):
+        n = min(width, row.shape[0])
+        out[i, :n] = row[:n]
+    return out
+
+
+def per_example(batcher: Batcher, fn, batch_size: int = 32) -> list:
+    """Run ``fn(batch) -> list per row`` over the data once, in example order (deterministic)."""
+    results = [None] * len(batcher.examples)
+    for batch in batcher.batches(batch_size):
+        for index, value in zip(batch.indices, fn(batch)):
+            results[index] = value
+    return results
+
+
+def model_meta(config) -> dict:
+    """The fields :func:`trexport.flops.flops_ratio` reads, from a :class:`ReductionConfig`."""
+    return {
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "token_reduction": config.token_reduction.to_dict(),
+    }
+
+
+def dev_report(model: torch.nn.Module, batcher: Batcher, batch_size: int = 64) -> dict:
+    """Accuracy, mean kept tokens per layer, mean depth and FLOPs ratio (full / model) on ``batcher``."""
+    from trexport.flops import flops_ratio
+
+    result = evaluate(model, batcher, batch_size)
+    kept = np.array(result["kept_tokens"], dtype=np.float64)
+    return {
+        "accuracy": result["accuracy"],
+        "examples": len(batcher.examples),
+        "mean_length": float(np.mean(result["lengths"])),
+        "mean_kept_tokens": [float(x) for x in kept.mean(axis=0)],
+        "mean_depth": float((kept > 0).sum(axis=1).mean()),
+        "flops_ratio": flops_ratio(result["lengths"], result["kept_tokens"], model_meta(model.config)),
+    }
+
+
+@dataclass
+class Stage:
+    """One training stage: ``step(batch, epoch) -> stats`` over ``epochs`` passes of ``batcher``.
+
+    ``optimizers``/``schedulers`` are checkpointed; ``end_of_epoch(epoch) -> dict`` (optional) runs after
+    each epoch, e.g. a dev evaluation, and its result goes to ``metrics.jsonl``.
+    """
+
+    name: str
+    epochs: int
+    batcher: Batcher
+    batch_size: int
+    step: Callable[[TensorBatch, int], dict]
+    optimizers: list
+    schedulers: list | None = None
+    end_of_epoch: Callable[[int], dict] | None = None
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.batcher.examples) // self.batch_size)
+
+
+class Trainer:
+    """Runs stages with a progress bar, metrics lines and resumable checkpoints.
+
+    A checkpoint (``out/checkpoints/checkpoint.pt``) holds the model's weights, the current stage's
+    optimizer and scheduler states, the position (stage, epoch, batch), the Python/numpy/torch RNG
+    states and ``state`` (a recipe's JSON-able bookkeeping). Resuming restores all of them and skips the
+    batches already seen, so an interrupted and resumed run ends with the same weights as an
+    uninterrupted one.
+    """
+
+    def __init__(self, model: torch.nn.Module, options: TrainOptions, log=print):
+        from pathlib import Path
+
+        self.model = model
+        self.options = options
+        self.log = log
+        self.out = Path(options.out)
+        self.state: dict = {}
+        self.global_step = 0
+        self._position = (0, 0, 0, False)  # stage, epoch, batches done in epoch, end_of_epoch done
+
+    # -- metrics and checkpoints ------------------------------------------------------------------
+    def metric(self, event: str, **values) -> None:
+        import json
+        import time
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        row = {"event": event, "time": round(time.time(), 3), "step": self.global_step, **values}
+        with open(self.out / METRICS_NAME, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def checkpoint_path(self):
+        return self.out / CHECKPOINT_DIR / "checkpoint.pt"
+
+    def save_checkpoint(self, stage: Stage) -> None:
+        import os
+
+        path = self.checkpoint_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "global_step": self.global_step,
+            "position": self._position,
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in stage.optimizers],
+            "schedulers": [s.state_dict() for s in stage.schedulers or []],
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+            "state": self.state,
+        }
+        temp = path.with_suffix(".partial")
+        torch.save(payload, temp)
+        os.replace(temp, path)
+
+    def load_checkpoint(self) -> dict | None:
+        from trexport.errors import InputError
+
+        path = self.checkpoint_path()
+        if not path.is_file():
+            raise InputError(f"{path}: no checkpoint to resume from")
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(payload["model"])
+        self.global_step = payload["global_step"]
+        self._position = tuple(payload["position"])
+        self.state = payload["state"]
+        self.log(f"resuming from {path} at step {self.global_step}")
+        return payload
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, stages: Sequence[Stage]) -> bool:
+        """Run every stage; returns False if ``stop_after`` stopped it early (a checkpoint was left)."""
+        payload = self.load_checkpoint() if self.options.resume else None
+        if self.options.resume:
+            self.metric("resume")
+        else:
+            self.checkpoint_path().unlink(missing_ok=True)
+            first = stages[0].batcher if stages else None
+            data = {"examples": len(first.examples), "truncated": first.truncated, "max_length": first.tokenizer.max_length} if first else {}
+            self.metric("start", options=dataclasses_asdict(self.options), data=data)
+        start_stage = self._position[0]
+        for stage_index, stage in enumerate(stages):
+            if stage_index < start_stage:
+                continue
+            if payload is not None and stage_index == start_stage:
+                for opt, st in zip(stage.optimizers, payload["optimizers"]):
+                    opt.load_state_dict(st)
+                for sch, st in zip(stage.schedulers or [], payload["schedulers"]):
+                    sch.load_state_dict(st)
+                rng = payload["rng"]
+                random.setstate(rng["python"])
+                np.random.set_state(rng["numpy"])
+                torch.set_rng_state(rng["torch"])
+                first_epoch, skip, epoch_done = self._position[1], self._position[2], self._position[3]
+            else:
+                first_epoch, skip, epoch_done = 0, 0, False
+            if not self._run_stage(stage_index, stage, first_epoch, skip, epoch_done):
+                return False
+        return True
+
+    def _run_stage(self, stage_index: int, stage: Stage, first_epoch: int, skip: int, epoch_done: bool) -> bool:
+        import time
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        per_epoch = stage.steps_per_epoch()
+        every, stop = self.options.checkpoint_every, self.options.stop_after
+        columns = (TextColumn(f"{stage.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.description}"))
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("", total=stage.epochs * per_epoch, completed=first_epoch * per_epoch + skip)
+            for epoch in range(first_epoch, stage.epochs):
+                start, seen, stats = time.time(), 0, {}
+                batches = stage.batcher.batches(stage.batch_size, shuffle=True, seed=self.options.seed + 1000 * stage_index + epoch)
+                for done, batch in enumerate(batches):
+                    if epoch == first_epoch and done < skip:
+                        continue
+                    stats = {k: float(v) for k, v in stage.step(batch, epoch).items()}
+                    self.global_step += 1
+                    seen += len(batch.indices)
+                    rate = seen / max(time.time() - start, 1e-9)
+                    progress.update(task, advance=1, description=" ".join(f"{k} {v:.4f}" for k, v in stats.items()) + f" | {rate:.0f} ex/s")
+                    self._position = (stage_index, epoch, done + 1, False)
+                    if self.global_step % 10 == 0 or done + 1 == per_epoch:
+                        self.metric("train", stage=stage.name, epoch=epoch, examples_per_s=round(rate, 2), **stats)
+                    if (every and self.global_step % every == 0) or (stop is not None and self.global_step >= stop):
+                        self.save_checkpoint(stage)
+                    if stop is not None and self.global_step >= stop:
+                        self.log(f"stopped after step {self.global_step}; continue with --resume")
+                        return False
+                if not (epoch == first_epoch and epoch_done):
+                    summary = stage.end_of_epoch(epoch) if stage.end_of_epoch else {}
+                    self.log(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: " + ", ".join(
+                        f"{k} {v:.4f}" for k, v in {**stats, **summary}.items() if isinstance(v, float)))
+                    self.metric("epoch", stage=stage.name, epoch=epoch, **stats, **(summary or {}))
+                self._position = (stage_index, epoch + 1, 0, False)
+                self.save_checkpoint(stage)
+        self._position = (stage_index + 1, 0, 0, False)
+        return True
+
+
+def dataclasses_asdict(obj) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(obj)

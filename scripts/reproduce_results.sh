@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Reproduce the docs/results.md rows of one dataset: fine-tune MiniLM-L6, train TR-BERT, AdapLeR and
+# DACT-BERT from it, evaluate each in PyTorch, convert to ONNX and time the graphs.
+#
+# Usage: scripts/reproduce_results.sh DATASET OUTDIR DATA_DIR
+#   DATASET   sst2 | imdb
+#   OUTDIR    where models, data subsets and results go (reruns resume finished steps)
+#   DATA_DIR  the folder holding sst2/ and imdb/ (e.g. ../shared/data)
+#
+# Data (seed SEED, default 0; every subset is a seeded random sample):
+#   sst2: max length 64. Model selection uses SEL_DEV (default 872) sentences held out of train;
+#         fine-tuning uses the rest (66,477), the reduction recipes a random RED_LIMIT (default 8,000)
+#         of them; results are on the full 872-sentence GLUE dev set.
+#   imdb: max length 512. SEL_DEV (default 1,000) reviews held out of train for model selection;
+#         fine-tuning and the reduction recipes use a random FT_LIMIT / RED_LIMIT (default 4,000 /
+#         2,000) of the rest; results are on a random EVAL_LIMIT (default 5,000) of the 25,000 test reviews.
+# Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI
+# DACT_PONDER DACT_BIAS LAT_N THREADS in the environment; SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
+# Any step can be interrupted: rerunning continues it with --resume from its last checkpoint.
+set -euo pipefail
+
+if [ $# -ne 3 ]; then
+    sed -n '4,8p' "$0" >&2
+    exit 2
+fi
+DATASET=$1 OUT=$2 DATA_DIR=$3
+TREXPORT=${TREXPORT:-trexport}
+PYTHON=${PYTHON:-python}
+SEED=${SEED:-0}
+EPOCHS=${EPOCHS:-2}
+THREADS=${THREADS:-2}
+LAT_N=${LAT_N:-500}
+
+case "$DATASET" in
+    sst2)
+        TRAIN_SRC=$DATA_DIR/sst2/train.jsonl.gz; TEST=$DATA_DIR/sst2/validation.jsonl.gz
+        MAXLEN=64; BATCH=${BATCH:-32}; SEL_DEV=${SEL_DEV:-872}; FT_LIMIT=${FT_LIMIT:-0}; RED_LIMIT=${RED_LIMIT:-8000}
+        EVAL_LIMIT=${EVAL_LIMIT:-0}; TR_ALPHA=${TR_ALPHA:-1.0} ;;
+    imdb)
+        TRAIN_SRC=$DATA_DIR/imdb/train.jsonl.gz; TEST=$DATA_DIR/imdb/test.jsonl.gz
+        MAXLEN=512; BATCH=${BATCH:-16}; SEL_DEV=${SEL_DEV:-1000}; FT_LIMIT=${FT_LIMIT:-4000}; RED_LIMIT=${RED_LIMIT:-2000}
+        EVAL_LIMIT=${EVAL_LIMIT:-5000}; TR_ALPHA=${TR_ALPHA:-1.0} ;;
+    *) echo "unknown dataset $DATASET (sst2 or imdb)" >&2; exit 2 ;;
+esac
+AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} DACT_PONDER=${DACT_PONDER:-0.01} DACT_BIAS=${DACT_BIAS:-1.0}
+mkdir -p "$OUT/data" "$OUT/results"
+
+# 1. Held-out selection dev set and the training pool (disjoint), written once.
+if [ ! -f "$OUT/data/train.jsonl.gz" ]; then
+    "$PYTHON" - "$TRAIN_SRC" "$OUT/data" "$SEL_DEV" "$SEED" <<'EOF'
+import gzip, json, random, sys
+src, out, n_dev, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rows = [line for line in gzip.open(src, "rt", encoding="utf-8") if line.strip()]
+order = list(range(len(rows)))
+random.Random(seed).shuffle(order)
+for name, part in (("dev", order[:n_dev]), ("train", order[n_dev:])):
+    with gzip.open(f"{out}/{name}.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i in sorted(part):
+            row = json.loads(rows[i])
+            f.write(json.dumps({"text": row["text"], "label": row["label"]}, ensure_ascii=False) + "\n")
+print(f"{src}: {len(order) - n_dev} training, {n_dev} held-out selection examples (seed {seed})")
+EOF
+fi
+TRAIN=$OUT/data/train.jsonl.gz DEV=$OUT/data/dev.jsonl.gz
+limit() { [ "$1" -gt 0 ] && echo "--limit $1" || true; }
+COMMON="--data $TRAIN --dev $DEV --max-length $MAXLEN --batch-size $BATCH --epochs $EPOCHS --seed $SEED"
+
+# 2. Train each model (skipped when done; resumed when interrupted).
+train() {  # train RECIPE DIR ARGS...
+    local recipe=$1 dir=$2; shift 2
+    if [ -f "$dir/.done" ]; then
+        echo "== $recipe: $dir exists, skipped"; return
+    fi
+    local resume=""; [ -f "$dir/checkpoints/checkpoint.pt" ] && resume="--resume"
+    echo "== $TREXPORT train $recipe $* --out $dir $resume"
+    # shellcheck disable=SC2086
+    $TREXPORT train "$recipe" "$@" --out "$dir" $resume
+    if [ -f "$dir/model.safetensors" ]; then touch "$dir/.done"; fi
+}
+train finetune "$OUT/finetuned" $COMMON $(limit "$FT_LIMIT") --lr 5e-5
+train tr-bert "$OUT/tr_bert" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
+train adapler "$OUT/adapler" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
+train dact "$OUT/dact" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" --halting-bias "$DACT_BIAS"
+
+# 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.
+for method in finetuned tr_bert adapler dact; do
+    echo "== $TREXPORT evaluate $OUT/$method --data $TEST $(limit "$EVAL_LIMIT")"
+    # shellcheck disable=SC2046
+    $TREXPORT evaluate "$OUT/$method" --data "$TEST" --max-length "$MAXLEN" $(limit "$EVAL_LIMIT") --seed "$SEED" \
+        --json "$OUT/results/$method.json"
+done
+
+if [ "${SKIP_ONNX:-0}" = 1 ]; then echo "== results in $OUT/results/ (ONNX steps skipped)"; exit 0; fi
+
+# 4. ONNX: convert (with the parity check) and time at batch 1 on LAT_N test texts.
+#    DACT-BERT's export is its own issue: its convert may fail until the exporter supports it.
+graphs=()
+for method in finetuned tr_bert adapler dact; do
+    if [ ! -f "$OUT/onnx/$method.onnx" ]; then
+        mkdir -p "$OUT/onnx"
+        $TREXPORT convert "$OUT/$method" "$OUT/onnx/$method.onnx" || { echo "== convert $method failed (see above)"; continue; }
+    fi
+    graphs+=("$method")
+done
+"$PYTHON" - "$OUT" "$TEST" "$LAT_N" "$THREADS" "${graphs[@]}" <<'EOF'
+import json, sys
+from trexport.bench.latency import time_predict
+from trexport.runtime import ReducedClassifier, read_jsonl
+out, test, n, threads, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+texts = [e.text for e in read_jsonl(test, limit=n)]
+classifiers = {m: ReducedClassifier(f"{out}/onnx/{m}.onnx", intra_op_num_threads=threads) for m in names}
+seconds, _ = time_predict(classifiers, texts, batch_size=1)
+report = {m: {"seconds": s, "latency_ratio": seconds["finetuned"] / s} for m, s in seconds.items()}
+json.dump({"texts": len(texts), "batch_size": 1, "threads": threads, "graphs": report}, open(f"{out}/results/latency.json", "w"), indent=2)
+print(json.dumps(report, indent=2))
+EOF
+echo "== results in $OUT/results/"

@@ -1,0 +1,75 @@
+"""`trexport train adapler`: end to end from the CLI, dev model selection within the tolerance, the
+soft length falling under a large phi, and the KL pulling the contribution predictors to the targets."""
+
+import json
+
+import torch
+
+from tests.conftest import tiny_config
+from tests.train.test_tr_bert import toy_batch
+from tests.train.conftest import run_cli
+from trexport.models import AdaplerForSequenceClassification, from_pretrained
+from trexport.train.adapler import AdaplerOptions, layer_weights, make_step
+
+
+def adapler(data, out, base, *extra):
+    return run_cli("train", "adapler", "--data", data, "--out", out, "--base", base, "--epochs", 2,
+                   "--batch-size", 8, "--max-length", 32, *extra)
+
+
+def events(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_adapler_cli_selects_an_epoch_within_the_tolerance(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "ad"
+    result = adapler(train, out, base_dir, "--dev", dev, "--tolerance", 1.0)
+    assert result.exit_code == 0, result.output
+    assert isinstance(from_pretrained(out), AdaplerForSequenceClassification)
+    rows = events(out)
+    epochs = [r for r in rows if r["event"] == "epoch"]
+    selected = [r for r in rows if r["event"] == "selected"][0]
+    speedups = [r["dev_flops_ratio"] for r in epochs]
+    assert selected["best_speedup"] == max(speedups)
+    assert epochs[selected["best_epoch"]]["selected"] is True
+    assert "selected epoch" in result.output
+
+
+def test_adapler_without_an_eligible_epoch_writes_the_last_one(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "ad"
+    result = adapler(train, out, base_dir, "--dev", dev, "--tolerance", -1.0, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert "no epoch within -1.0" in result.output
+    assert [r for r in events(out) if r["event"] == "selected"][0]["best_epoch"] is None
+    assert isinstance(from_pretrained(out), AdaplerForSequenceClassification)
+
+
+def test_soft_length_falls_when_phi_is_large():
+    torch.manual_seed(0)
+    model = AdaplerForSequenceClassification(tiny_config("adapler"))
+    options = AdaplerOptions(data="-", out="-", phi=50.0, gamma=0.0, eta_lr=0.05, lr=0.0, predictor_lr=0.0, sharpness=1.0)
+    step, _ = make_step(model, options, None)
+    batch = toy_batch()
+    history = [step(batch, 0)["length"] for _ in range(15)]
+    assert history[-1] < history[0] - 0.2, history
+    tr = model.config.token_reduction
+    assert ((model.eta >= tr.eta_min) & (model.eta <= tr.eta_max)).all()
+    # and with phi = 0 nothing pushes eta up: the length does not fall that way
+    torch.manual_seed(0)
+    model = AdaplerForSequenceClassification(tiny_config("adapler"))
+    step, _ = make_step(model, AdaplerOptions(data="-", out="-", phi=0.0, gamma=0.0, eta_lr=0.05, lr=0.0, predictor_lr=0.0, sharpness=1.0), None)
+    flat = [step(batch, 0)["length"] for _ in range(15)]
+    assert flat[-1] > history[-1] + 0.1
+
+
+def test_kl_to_the_saliency_targets_falls():
+    torch.manual_seed(0)
+    model = AdaplerForSequenceClassification(tiny_config("adapler"))
+    batch = toy_batch()
+    targets = [torch.softmax(torch.randn(int(n)) * 3, 0) for n in batch.attention_mask.sum(1)]
+    step, _ = make_step(model, AdaplerOptions(data="-", out="-", gamma=1.0, phi=0.0, predictor_lr=0.01), targets)
+    history = [step(batch, 0)["kl"] for _ in range(20)]
+    assert history[-1] < 0.8 * history[0], history
+    assert torch.allclose(layer_weights(4), torch.tensor([4.0, 3.0, 2.0, 1.0]) / 10)

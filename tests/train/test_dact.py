@@ -1,0 +1,56 @@
+"""`trexport train dact`: end to end from the CLI, evaluate's depth report, and the ponder cost falling
+under a large ponder coefficient."""
+
+import json
+
+import torch
+
+from tests.train.conftest import run_cli
+from tests.train.test_tr_bert import toy_batch
+from trexport.models import DactBertForSequenceClassification, from_pretrained
+from trexport.train.dact import dact_from_finetuned, head_optimizer, make_step
+
+
+def dact(data, out, base, *extra):
+    return run_cli("train", "dact", "--data", data, "--out", out, "--base", base, "--epochs", 1,
+                   "--batch-size", 8, "--max-length", 32, *extra)
+
+
+def test_dact_cli_writes_a_dact_model_dir_and_evaluate_reports_depth(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "dact"
+    result = dact(train, out, base_dir, "--dev", dev, "--halting-bias", -4.0)
+    assert result.exit_code == 0, result.output
+    model = from_pretrained(out)
+    assert isinstance(model, DactBertForSequenceClassification)
+    section = json.loads((out / "config.json").read_text())["token_reduction"]
+    assert (section["method"], section["halting_bias"], section["selection_layers"]) == ("dact_bert", -4.0, [])
+    report = tmp_path / "r.json"
+    result = run_cli("evaluate", out, "--data", dev, "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "mean depth" in result.output
+    data = json.loads(report.read_text())
+    assert 1 <= data["mean_depth"] < 4, "a halting bias of -4 should stop some examples early"
+    # every layer run sees all tokens, the exit heads are not counted: the ratio is close to L / depth
+    assert 1 < data["flops_ratio"] <= 4 / data["mean_depth"] * 1.3
+
+
+def test_exit_heads_start_as_the_fine_tuned_classifier(base_dir):
+    finetuned = from_pretrained(base_dir)
+    model = dact_from_finetuned(finetuned, 1.0, 32)
+    for head in model.exit_classifiers:
+        assert torch.equal(head.weight, finetuned.classifier.weight)
+    assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, finetuned.bert.encoder.layer[0].output.dense.weight)
+
+
+def test_ponder_cost_falls_with_a_large_coefficient(base_dir):
+    torch.manual_seed(0)
+    batch = toy_batch()
+    histories = {}
+    for coefficient in (0.0, 1.0):
+        model = dact_from_finetuned(from_pretrained(base_dir), 2.0, 32)
+        step = make_step(model, head_optimizer(model, 0.0, 0.05), None, coefficient)
+        histories[coefficient] = [step(batch, 0)["ponder"] for _ in range(15)]
+    large = histories[1.0]
+    assert large[-1] < large[0] - 0.5, large
+    assert large[-1] < histories[0.0][-1] - 0.5

@@ -1,0 +1,140 @@
+"""The full AdapLeR recipe (Modarressi et al., ACL 2022; upstream ``amodaresi/AdapLeR``, see
+``shared/research/upstream-methods.md`` 2.4), starting from a fine-tuned full model:
+
+1. Saliency targets (Sec. 3.4): gradient x input at the embedding output, L2 over hidden, for the gold
+   label, from the fine-tuned model (``trexport.train.sample.saliency_targets``), once per example.
+2. Main optimiser (model weights; the contribution predictors at their own rate): CE +
+   gamma * sum_l w_l KL(target || CP_l), w_l = L .. 1 normalised (upstream's layer weighting).
+3. Second optimiser on eta: CE + phi * soft length (mean over layers of soft alive / real tokens).
+   eta is clipped to [eta_min, eta_max] after each step. The soft-removal sharpness lambda is
+   ``sharpness * 10^epoch`` (upstream 10 * 10^epoch).
+4. Model selection: after each epoch, hard-removal dev accuracy and FLOPs speedup; the written model is
+   the epoch with the best speedup whose dev accuracy is >= the fine-tuned model's - ``tolerance``. With
+   no such epoch (or no dev file) the last epoch is written, and ``metrics.jsonl`` says so.
+
+Upstream also learns [CLS] factors (THETA) with eta; trexport's AdapLeR has none (its THETA_PR stays 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trexport.models import AdaplerForSequenceClassification, default_adapler_config, from_pretrained
+from trexport.runtime.tokenizer import TextTokenizer
+from trexport.train.common import (
+    check_resumable, Stage, TensorBatch, TrainOptions, Trainer, dev_report, make_batcher, pad_rows, per_example, seed_everything,
+)
+from trexport.train.sample import saliency_targets
+
+
+@dataclass
+class AdaplerOptions(TrainOptions):
+    """:class:`TrainOptions` plus AdapLeR's knobs."""
+
+    lr: float = 2e-5
+    gamma: float = 1.0
+    phi: float = 0.5
+    predictor_lr: float = 1e-3
+    eta_lr: float = 1e-2
+    sharpness: float = 10.0
+    tolerance: float = 0.01
+
+
+def layer_weights(n_layers: int) -> torch.Tensor:
+    """float32 ``(n_layers,)``: L, L-1, .. 1, normalised to sum 1 (earlier layers weigh more)."""
+    weights = torch.arange(n_layers, 0, -1, dtype=torch.float32)
+    return weights / weights.sum()
+
+
+def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, targets: list | None):
+    """One AdapLeR step (items 2-3 of the module docstring). ``targets``: per-example saliency ``(n,)``
+    tensors; ``None`` skips the KL term. Returns ``step(batch, epoch) -> stats`` and its optimisers."""
+    predictor_params = list(model.contribution_predictors.parameters())
+    skip = {id(p) for p in predictor_params} | {id(model.eta)}
+    main_params = [p for p in model.parameters() if id(p) not in skip]
+    main_opt = torch.optim.AdamW([
+        {"params": main_params, "lr": options.lr, "weight_decay": 0.01},
+        {"params": predictor_params, "lr": options.predictor_lr, "weight_decay": 0.0},
+    ])
+    eta_opt = torch.optim.Adam([model.eta], lr=options.eta_lr)
+    weights = layer_weights(len(model.selection_layers))
+    tr = model.config.token_reduction
+
+    def step(batch: TensorBatch, epoch: int) -> dict:
+        model.train()
+        out = model.forward_soft(*batch.inputs(), sharpness=options.sharpness * 10**epoch)
+        ce = nn.functional.cross_entropy(out.logits, batch.labels)
+        if targets is not None:
+            target = pad_rows([targets[i] for i in batch.indices], batch.input_ids.shape[1])
+            log_cp = torch.log(out.contributions.clamp_min(1e-9))
+            kl = (target * (torch.log(target.clamp_min(1e-9)) - log_cp)).sum(-1).mean(-1)
+            kl = (weights * kl).sum()
+        else:
+            kl = ce.new_zeros(())
+        soft_length = (out.soft_lengths / batch.attention_mask.sum(1).to(torch.float32)).mean()
+        main_grads = torch.autograd.grad(ce + options.gamma * kl, main_params + predictor_params, retain_graph=True, allow_unused=True)
+        (eta_grad,) = torch.autograd.grad(ce + options.phi * soft_length, [model.eta])
+        for p, g in zip(main_params + predictor_params, main_grads):
+            p.grad = g
+        model.eta.grad = eta_grad
+        main_opt.step()
+        eta_opt.step()
+        with torch.no_grad():
+            model.eta.clamp_(tr.eta_min, tr.eta_max)
+        return {"ce": ce.item(), "kl": kl.item(), "length": soft_length.item()}
+
+    return step, [main_opt, eta_opt]
+
+
+def train_adapler(options: AdaplerOptions, log=print) -> Path:
+    """Run the AdapLeR recipe from the fine-tuned model dir ``options.base``; write ``options.out``."""
+    check_resumable(options)
+    seed_everything(options.seed)
+    finetuned = from_pretrained(options.base)
+    base = Path(options.base)
+    tokenizer = TextTokenizer(base / "tokenizer.json", options.max_length)
+    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
+    dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
+    config = dataclasses.replace(finetuned.config, max_length=options.max_length,
+                                 token_reduction=default_adapler_config(finetuned.config.num_hidden_layers))
+    model = AdaplerForSequenceClassification(config)
+    model.load_state_dict(finetuned.state_dict(), strict=False)
+    log("adapler: saliency targets from the fine-tuned model")
+    targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
+    trainer = Trainer(model, options, log)
+    base_accuracy = dev_report(finetuned, dev, options.batch_size)["accuracy"] if dev is not None else None
+    if base_accuracy is not None:
+        log(f"adapler: fine-tuned dev accuracy {base_accuracy:.4f}")
+    step, optimizers = make_step(model, options, targets)
+
+    def select(epoch: int) -> dict:
+        if dev is None:
+            return {}
+        report = dev_report(model, dev, options.batch_size)
+        eligible = report["accuracy"] >= base_accuracy - options.tolerance - 1e-12
+        best = trainer.state.get("best_speedup")
+        chosen = eligible and (best is None or report["flops_ratio"] > best)
+        if chosen:
+            trainer.state.update(best_speedup=report["flops_ratio"], best_epoch=epoch, best_accuracy=report["accuracy"])
+            model.save_pretrained(options.out, tokenizer_dir=base)
+        return {"dev_" + k: v for k, v in report.items()} | {"base_dev_accuracy": base_accuracy, "selected": chosen}
+
+    stage = Stage("adapler", options.epochs, train, options.batch_size, step, optimizers, [], select)
+    if not trainer.run([stage]):
+        return Path(options.out)
+    if "best_epoch" in trainer.state:
+        s = trainer.state
+        log(f"adapler: selected epoch {s['best_epoch'] + 1}: dev accuracy {s['best_accuracy']:.4f}, FLOPs speedup {s['best_speedup']:.2f}x")
+        trainer.metric("selected", **s)
+    else:
+        why = "no dev file" if dev is None else f"no epoch within {options.tolerance} of the fine-tuned dev accuracy"
+        log(f"adapler: {why}; writing the last epoch")
+        trainer.metric("selected", best_epoch=None, reason=why)
+        model.save_pretrained(options.out, tokenizer_dir=base)
+    log(f"wrote {options.out}")
+    return Path(options.out)

@@ -1,0 +1,97 @@
+"""The DACT-BERT recipe (Eyzaguirre et al., 2021; ``shared/research/upstream-methods.md`` 3), starting
+from a fine-tuned full model, as DACT-MAC starts from a fixed-depth one.
+
+Every exit classifier starts as a copy of the fine-tuned classifier; the halting units start at zero
+weight, so h_n = sigmoid(halting_bias) at first. All weights then train (every layer run, no halting)
+on the NLL of the accumulated answer plus ``ponder_cost`` * sum_n p_n; the exit classifiers and halting
+units use their own learning rate. Halting applies at evaluation (dev reports the real depth).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trexport.models import DactBertForSequenceClassification, default_dact_bert_config, from_pretrained
+from trexport.runtime.tokenizer import TextTokenizer
+from trexport.train.common import (
+    check_resumable, Stage, TensorBatch, TrainOptions, Trainer, linear_schedule, make_batcher, seed_everything,
+)
+from trexport.train.finetune import dev_stage_hook
+
+
+@dataclass
+class DactOptions(TrainOptions):
+    """:class:`TrainOptions` plus DACT's knobs."""
+
+    lr: float = 2e-5
+    ponder_cost: float = 0.01
+    halting_bias: float = 1.0
+    head_lr: float = 1e-3
+
+
+def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int) -> DactBertForSequenceClassification:
+    """A DACT-BERT with the fine-tuned encoder and classifier; every exit head a copy of the classifier."""
+    config = dataclasses.replace(finetuned.config, max_length=max_length, token_reduction=default_dact_bert_config(halting_bias))
+    model = DactBertForSequenceClassification(config)
+    model.load_state_dict(finetuned.state_dict(), strict=False)
+    with torch.no_grad():
+        for head in model.exit_classifiers:
+            head.load_state_dict(model.classifier.state_dict())
+        for unit in model.halting_units:
+            unit.weight.zero_()
+            unit.bias.zero_()
+    return model
+
+
+def make_step(model: DactBertForSequenceClassification, optimizer, scheduler, ponder_cost: float):
+    """Returns ``step(batch, epoch) -> stats``: NLL of the accumulated answer + ponder_cost * ponder."""
+
+    def step(batch: TensorBatch, epoch: int) -> dict:
+        model.train()
+        out = model(*batch.inputs())
+        nll = nn.functional.nll_loss(out.logits, batch.labels)
+        ponder = out.ponder_cost.mean()
+        optimizer.zero_grad()
+        (nll + ponder_cost * ponder).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return {"nll": nll.item(), "ponder": ponder.item()}
+
+    return step
+
+
+def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr: float) -> torch.optim.Optimizer:
+    heads = list(model.exit_classifiers.parameters()) + list(model.halting_units.parameters())
+    head_ids = {id(p) for p in heads}
+    return torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr, "weight_decay": 0.01},
+        {"params": heads, "lr": head_lr, "weight_decay": 0.0},
+    ])
+
+
+def train_dact(options: DactOptions, log=print) -> Path:
+    """Train DACT-BERT from the fine-tuned model dir ``options.base``; write ``options.out``."""
+    check_resumable(options)
+    seed_everything(options.seed)
+    finetuned = from_pretrained(options.base)
+    base = Path(options.base)
+    tokenizer = TextTokenizer(base / "tokenizer.json", options.max_length)
+    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
+    dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
+    model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length)
+    trainer = Trainer(model, options, log)
+    optimizer = head_optimizer(model, options.lr, options.head_lr)
+    scheduler = linear_schedule(optimizer, options.epochs * -(-len(train.examples) // options.batch_size))
+    step = make_step(model, optimizer, scheduler, options.ponder_cost)
+    stage = Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler],
+                  dev_stage_hook(trainer, model, dev, options.batch_size))
+    if trainer.run([stage]):
+        model.save_pretrained(options.out, tokenizer_dir=base)
+        log(f"wrote {options.out}")
+    return Path(options.out)
