@@ -84,13 +84,16 @@ class AdaplerForSequenceClassification(TokenReductionForSequenceClassification):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         sharpness: float = 10.0,
+        detach_scores: bool = True,
     ) -> SoftOutput:
         """Training forward with soft removal (Sec. 3.3): nothing is gathered, tokens fade out.
 
         Each selection point gives a retention r = sigmoid(sharpness * (score / delta - 1)) with
         delta = eta_l / n_alive (soft n_alive); retentions multiply across layers, and log(retention) is
         added to the attention mask of the keys. As ``sharpness`` grows this tends to the hard rule.
-        [CLS] keeps retention 1.
+        [CLS] keeps retention 1. With ``detach_scores`` the retention sees the contribution scores as
+        constants, so the task loss trains the encoder and eta but not the contribution predictors,
+        which learn from the saliency KL alone (as upstream's split optimisers intend).
 
         Args:
             input_ids, attention_mask, token_type_ids: int64 ``(batch_size, seq_len)``.
@@ -110,7 +113,8 @@ class AdaplerForSequenceClassification(TokenReductionForSequenceClassification):
                 logits = self.contribution_predictors[j](hidden_states).squeeze(-1)
                 score = torch.softmax(logits + torch.log(alive.clamp_min(1e-9)), dim=-1)
                 n_alive = alive.sum(dim=1, keepdim=True)
-                retention = torch.sigmoid(sharpness * (score * n_alive / eta[j] - 1.0))
+                kept_score = score.detach() if detach_scores else score
+                retention = torch.sigmoid(sharpness * (kept_score * n_alive / eta[j] - 1.0))
                 retention = torch.maximum(retention, is_cls)
                 alive = alive * retention
                 contributions.append(score)
