@@ -102,9 +102,12 @@ def default_ops() -> str:
 
 
 def session_options(ops: str) -> ort.SessionOptions:
-    """Session options with the trexport op library registered when ``ops == "custom"``."""
+    """Session options for the parity check (no thread spinning), with the trexport op library
+    registered when ``ops == "custom"``."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # The parity check alternates ORT and torch; spinning ORT threads would starve torch's.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if ops == "custom":
         runtime_ops.register(options)
     return options
