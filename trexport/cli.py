@@ -266,5 +266,82 @@ def demo(data_path: Path | None, workdir: Path | None, threads: int) -> None:
     click.echo(run_demo(data_path, workdir, threads, log=lambda m: click.echo(m, err=True)))
 
 
+def _int_list(text: str, name: str) -> tuple[int, ...]:
+    from trexport.errors import InputError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise InputError(f"{name} must be positive integers, got {text!r}")
+    return values
+
+
+@main.command()
+@click.argument("model_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--geometry", type=click.Choice(["bert-base", "bert-small", "tiny"]), help="Random weights of this geometry instead of MODEL_DIR.")
+@click.option("--keep-schedule", default="2:0.5,6:0.5", show_default=True, help="With --geometry: LAYER:RATIO pairs, keep that share of alive tokens before each layer.")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), help="JSON Lines texts to time (default: synthetic lengths).")
+@click.option("--synthetic-lengths", default="128", show_default=True, help="Comma-separated token lengths of random inputs.")
+@click.option("--limit", default=64, show_default=True, help="Sequences in the pool (texts read, or synthetic sequences).")
+@click.option("--max-length", default=512, show_default=True, help="Truncate --data texts to this many tokens.")
+@click.option("--threads", default=2, show_default=True, help="Intra-op threads of ONNX Runtime and PyTorch.")
+@click.option("--batch-sizes", default="8,32", show_default=True, help="Throughput batch sizes.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed rounds per measurement.")
+@click.option("--repeats", default=20, show_default=True, help="Timed batch-1 rounds (every row once per round).")
+@click.option("--throughput-repeats", default=3, show_default=True, help="Timed rounds per throughput batch size.")
+@click.option("--rows", default="abcdef", show_default=True, help="Which rows to run (a-f, see docs/performance.md).")
+@click.option("--sweep-ratios", default="", help="With --geometry: also time (a), (b), (c) at these keep ratios (for --plot).")
+@click.option("--fusions", type=click.Choice(["ort", "onnxscript"]), default="ort", show_default=True, help="Fusion route of the reduced graphs: ORT's Attention or onnxscript's MultiHeadAttention.")
+@click.option("--workdir", type=click.Path(path_type=Path), help="Graph cache [default: ~/.cache/trexport/bench].")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full result here.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG: latency vs keep ratio, measured vs FLOPs speedup.")
+@click.option("--compare", "baseline_path", type=click.Path(path_type=Path), help="Baseline JSON from an earlier --json run.")
+@click.option("--max-regression", default="10%", show_default=True, help="With --compare: the allowed drop of each measured ratio.")
+@click.option("--absolute", is_flag=True, help="With --compare: compare latencies and throughputs, not ratios.")
+@click.option("--seed", default=0, show_default=True)
+@_one_line_errors
+def bench(model_dir: Path | None, geometry: str | None, keep_schedule: str, data_path: Path | None, synthetic_lengths: str,
+          limit: int, max_length: int, threads: int, batch_sizes: str, warmup: int, repeats: int, throughput_repeats: int,
+          rows: str, sweep_ratios: str, fusions: str, workdir: Path | None, json_path: Path | None, plot_path: Path | None,
+          baseline_path: Path | None, max_regression: str, absolute: bool, seed: int) -> None:
+    """Time rows (a)-(f) side by side: latency at batch 1, throughput at --batch-sizes, FLOPs, fused ops."""
+    from trexport.bench import report
+    from trexport.bench.schedule import parse_keep_schedule
+    from trexport.bench.suite import ALL_ROWS, BenchOptions, run_bench
+    from trexport.errors import InputError
+
+    bad = sorted(set(rows) - set(ALL_ROWS))
+    if bad or not rows:
+        raise InputError(f"--rows takes letters from {''.join(ALL_ROWS)}, got {rows!r}")
+    bound = report.parse_regression(max_regression)
+    baseline = report.load_baseline(baseline_path) if baseline_path is not None else None
+    try:
+        sweep = tuple(float(v) for v in sweep_ratios.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--sweep-ratios must be comma-separated ratios, got {sweep_ratios!r}") from None
+    options = BenchOptions(
+        model_dir=model_dir, geometry=geometry, keep_schedule=parse_keep_schedule(keep_schedule), data=data_path,
+        synthetic_lengths=_int_list(synthetic_lengths, "--synthetic-lengths"), limit=limit, max_length=max_length,
+        threads=threads, batch_sizes=_int_list(batch_sizes, "--batch-sizes"), warmup=warmup, repeats=repeats,
+        throughput_repeats=throughput_repeats, rows=tuple(r for r in ALL_ROWS if r in rows), workdir=workdir,
+        seed=seed, sweep_ratios=sweep, fusions=fusions,
+    )
+    result = run_bench(options, log=_log)
+    click.echo(report.markdown(result))
+    if json_path is not None:
+        _write_atomic(json_path, json.dumps(result, indent=2) + "\n")
+    if plot_path is not None:
+        report.plot(result, plot_path)
+    if baseline is not None:
+        failures = report.compare(result, baseline, bound, absolute=absolute)
+        for line in failures:
+            click.echo(f"REGRESSION {line}", err=True)
+        if failures:
+            sys.exit(1)
+        click.echo(f"compare: no measured {'value' if absolute else 'ratio'} regressed more than {max_regression} against {baseline_path}", err=True)
+
+
 if __name__ == "__main__":
     main()

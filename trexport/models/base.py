@@ -14,7 +14,7 @@ from torch import nn
 from trexport.errors import ModelDirError
 from trexport.models.configuration import ReductionConfig
 from trexport.models.encoder import BertModel, extended_attention_mask
-from trexport.models.selection import KeepRule, select_tokens
+from trexport.models.selection import KeepRule, keep_mask, select_tokens
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -150,6 +150,9 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.reduction_enabled = True
+        # False: the upstream eager form, every token stays and removed tokens are masked as keys
+        # (same logits and kept counts as removal; what benchmarks compare removal against).
+        self.remove_tokens = True
         self.selection_layers = tuple(int(i) for i in config.token_reduction.selection_layers)
 
     def score_tokens(self, layer_index: int, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -186,8 +189,11 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         for index, layer in enumerate(self.bert.encoder.layer):
             if self.reduction_enabled and index in self.selection_layers:
                 scores = self.score_tokens(index, hidden_states, mask)
-                selection = select_tokens(hidden_states, scores, mask, self.keep_rule(index))
-                hidden_states, mask = selection.hidden_states, selection.attention_mask
+                if self.remove_tokens:
+                    selection = select_tokens(hidden_states, scores, mask, self.keep_rule(index))
+                    hidden_states, mask = selection.hidden_states, selection.attention_mask
+                else:
+                    mask = keep_mask(scores, mask, self.keep_rule(index)).to(mask.dtype)
                 additive = extended_attention_mask(mask, hidden_states.dtype)
             kept.append(mask.sum(dim=1))
             hidden_states = layer(hidden_states, additive)

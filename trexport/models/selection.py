@@ -20,9 +20,11 @@ class KeepRule(NamedTuple):
     """One selection point's rule.
 
     Attributes:
-        mode: ``"threshold"`` (keep score >= value; TR-BERT Sec. 3.2, p >= 0.5) or ``"eta"`` (keep score
-            >= value / n_alive; AdapLeR Sec. 3.2, delta_l = eta_l / n).
-        value: the threshold, or eta_l (a 0-d float32 tensor or a float).
+        mode: ``"threshold"`` (keep score >= value; TR-BERT Sec. 3.2, p >= 0.5), ``"eta"`` (keep score
+            >= value / n_alive; AdapLeR Sec. 3.2, delta_l = eta_l / n), or a forced schedule (benchmarks):
+            ``"ratio"`` (keep the ceil(value * n_alive) best alive tokens) or ``"count"`` (the int(value)
+            best), as the ``TopKGather`` op defines them (``docs/custom_ops.md``).
+        value: the threshold, eta_l, the ratio or the count (a 0-d float32 tensor or a float).
         keep_cls: position 0 is kept whenever it is alive.
         layer_index: the layer this rule selects for (lets an export backend look up frozen values).
     """
@@ -71,12 +73,44 @@ def keep_mask(scores: torch.Tensor, attention_mask: torch.Tensor, rule: KeepRule
     elif rule.mode == "eta":
         n_alive = attention_mask.sum(dim=1, keepdim=True).to(scores.dtype)
         keep = scores >= rule.value / n_alive
+    elif rule.mode in ("ratio", "count"):
+        return _keep_best(scores, alive, rule)
     else:
         raise ValueError(f"unknown keep rule mode {rule.mode!r}")
     if rule.keep_cls:
         position = torch.arange(scores.shape[1], device=scores.device)
         keep = keep | (position == 0)
     return keep & alive
+
+
+def _keep_best(scores: torch.Tensor, alive: torch.Tensor, rule: KeepRule) -> torch.Tensor:
+    """The ``ratio`` / ``count`` rules: keep each row's quota of best-scoring alive tokens.
+
+    Quota ``min(ceil(value * n_alive), n_alive)`` (ratio) or ``min(int(value), n_alive)`` (count); with
+    ``keep_cls`` an alive [CLS] takes one slot first (a quota of 0 becomes 1). Ties rank the lower
+    position first. Shapes as in :func:`keep_mask`.
+    """
+    seq_len = scores.shape[1]
+    n_alive = alive.sum(dim=1, keepdim=True)
+    if rule.mode == "ratio":
+        quota = torch.ceil(torch.as_tensor(rule.value, dtype=torch.float32) * n_alive.to(torch.float32)).to(torch.int64)
+    else:
+        quota = torch.full_like(n_alive, int(rule.value))
+    quota = torch.minimum(quota.clamp(min=0), n_alive)
+    position = torch.arange(seq_len, device=scores.device)
+    ranked = scores.to(torch.float32).masked_fill(~alive, float("-inf"))
+    if rule.keep_cls:
+        cls_alive = alive[:, :1]
+        ranked = torch.where((position == 0) & cls_alive, torch.full_like(ranked, float("inf")), ranked)
+        quota = torch.where(cls_alive, quota.clamp(min=1), quota)
+    # rank_i = #tokens ahead of i: higher score, or an equal score at a lower position. Pairwise
+    # comparisons give exactly these tie semantics in eager and in the graph (a stable sort does not export).
+    # ahead[b, i, j]: token j ranks before token i.
+    ahead = (ranked[:, None, :] > ranked[:, :, None]) | (
+        (ranked[:, None, :] == ranked[:, :, None]) & (position[None, None, :] < position[None, :, None])
+    )
+    rank = ahead.sum(dim=2)
+    return (rank < quota) & alive
 
 
 def gather_kept(hidden_states: torch.Tensor, keep: torch.Tensor) -> Selection:

@@ -56,6 +56,21 @@ def _register_custom_ops(options: ort.SessionOptions, path: Path, meta: dict) ->
         )
 
 
+def batch_order(lengths: Sequence[int], batch_size: int, buckets: int | None = None) -> list[list[int]]:
+    """Group example indices into batches (see :meth:`ReducedClassifier.predict` for ``buckets``).
+
+    Returns:
+        Batches of indices into ``lengths``; every index appears exactly once.
+    """
+    by_length = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    if buckets is None:
+        groups = [by_length]
+    else:
+        bounds = [round(j * len(by_length) / buckets) for j in range(buckets + 1)]
+        groups = [sorted(by_length[bounds[j] : bounds[j + 1]]) for j in range(buckets)]
+    return [group[i : i + batch_size] for group in groups for i in range(0, len(group), batch_size)]
+
+
 class ReducedClassifier:
     """An exported classifier with its tokenizer and metadata.
 
@@ -95,21 +110,33 @@ class ReducedClassifier:
         return logits, kept
 
     def predict(
-        self, texts: Sequence[str], text_pairs: Sequence[str | None] | None = None, batch_size: int = 32
+        self,
+        texts: Sequence[str],
+        text_pairs: Sequence[str | None] | None = None,
+        batch_size: int = 32,
+        buckets: int | None = None,
     ) -> list[Prediction]:
         """Classify raw texts (and optional pairs) in batches of up to ``batch_size``.
 
-        Examples are sorted by length so each batch pads little; results come back in input order and
-        equal batch-1 results.
+        Each batch is padded to its longest input, and the graph pads each selection to the batch's
+        largest kept count. Results come back in input order and equal batch-1 results.
+
+        Args:
+            buckets: how batches are formed. None (default): examples sorted by length, so each batch
+                pads least. ``k >= 1``: the length-sorted examples are cut into ``k`` buckets of equal
+                size (shortest first) and each bucket is batched in input order; 1 = no sorting at all.
+
+        Raises:
+            InputError: ``batch_size`` or ``buckets`` < 1.
         """
         if batch_size < 1:
             raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+        if buckets is not None and buckets < 1:
+            raise InputError(f"--buckets must be >= 1, got {buckets}")
         encodings = self.tokenizer.encode_each(texts, text_pairs)
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         results: list[Prediction | None] = [None] * len(encodings)
         self.truncated = 0
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in batch_order([len(e.ids) for e in encodings], batch_size, buckets):
             batch = self.tokenizer.pad([encodings[i] for i in chunk])
             self.truncated += batch.truncated
             logits, kept = self.run(batch)
