@@ -17,17 +17,23 @@ Upstream also learns [CLS] factors (THETA) with eta; trexport's AdapLeR has none
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from trexport.models import AdaplerForSequenceClassification, default_adapler_config, from_pretrained
-from trexport.runtime.tokenizer import TextTokenizer
+from trexport.models import AdaplerForSequenceClassification, default_adapler_config
 from trexport.train.common import (
-    check_resumable, Stage, TensorBatch, TrainOptions, Trainer, dev_report, make_batcher, pad_rows, per_example, seed_everything,
+    Stage,
+    TensorBatch,
+    Trainer,
+    TrainOptions,
+    dev_report,
+    pad_rows,
+    per_example,
+    reduction_model_from,
+    start_from_base,
 )
 from trexport.train.sample import saliency_targets
 
@@ -93,17 +99,9 @@ def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, 
 
 def train_adapler(options: AdaplerOptions, log=print) -> Path:
     """Run the AdapLeR recipe from the fine-tuned model dir ``options.base``; write ``options.out``."""
-    check_resumable(options)
-    seed_everything(options.seed)
-    finetuned = from_pretrained(options.base)
-    base = Path(options.base)
-    tokenizer = TextTokenizer(base / "tokenizer.json", options.max_length)
-    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
-    dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
-    config = dataclasses.replace(finetuned.config, max_length=options.max_length,
-                                 token_reduction=default_adapler_config(finetuned.config.num_hidden_layers))
-    model = AdaplerForSequenceClassification(config)
-    model.load_state_dict(finetuned.state_dict(), strict=False)
+    start = start_from_base(options, log)
+    finetuned, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
+    model = reduction_model_from(finetuned, AdaplerForSequenceClassification, default_adapler_config(finetuned.config.num_hidden_layers), options.max_length)
     log("adapler: saliency targets from the fine-tuned model")
     targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
     trainer = Trainer(model, options, log)

@@ -168,6 +168,42 @@ def make_batcher(path, tokenizer: TextTokenizer, limit: int | None, seed: int, l
     return batcher
 
 
+@dataclass
+class RecipeStart:
+    """What every recipe that starts from a fine-tuned model dir needs first."""
+
+    base_model: torch.nn.Module
+    base_dir: "Path"
+    train: Batcher
+    dev: Batcher | None
+
+
+def start_from_base(options: TrainOptions, log) -> RecipeStart:
+    """Check resumability, seed, load ``options.base`` and tokenize the training and dev data."""
+    from pathlib import Path
+
+    from trexport.models import from_pretrained
+
+    check_resumable(options)
+    seed_everything(options.seed)
+    base_model = from_pretrained(options.base)
+    base_dir = Path(options.base)
+    tokenizer = TextTokenizer(base_dir / "tokenizer.json", options.max_length)
+    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
+    dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
+    return RecipeStart(base_model, base_dir, train, dev)
+
+
+def reduction_model_from(base_model: torch.nn.Module, cls, token_reduction, max_length: int) -> torch.nn.Module:
+    """A ``cls`` model with ``token_reduction`` that starts from ``base_model``'s weights (scorers fresh)."""
+    import dataclasses
+
+    config = dataclasses.replace(base_model.config, max_length=max_length, token_reduction=token_reduction)
+    model = cls(config)
+    model.load_state_dict(base_model.state_dict(), strict=False)
+    return model
+
+
 def num_labels_of(*batchers: Batcher) -> int:
     return max(2, 1 + max(e.label for b in batchers for e in b.examples))
 
@@ -350,7 +386,13 @@ class Trainer:
         import time
 
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         per_epoch = stage.steps_per_epoch()
         every, stop = self.options.checkpoint_every, self.options.stop_after

@@ -16,10 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trexport.models import DactBertForSequenceClassification, default_dact_bert_config, from_pretrained
-from trexport.runtime.tokenizer import TextTokenizer
+from trexport.models import DactBertForSequenceClassification, default_dact_bert_config
 from trexport.train.common import (
-    check_resumable, Stage, TensorBatch, TrainOptions, Trainer, linear_schedule, make_batcher, seed_everything,
+    Stage,
+    TensorBatch,
+    Trainer,
+    TrainOptions,
+    linear_schedule,
+    start_from_base,
 )
 from trexport.train.finetune import dev_stage_hook
 
@@ -77,13 +81,8 @@ def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr:
 
 def train_dact(options: DactOptions, log=print) -> Path:
     """Train DACT-BERT from the fine-tuned model dir ``options.base``; write ``options.out``."""
-    check_resumable(options)
-    seed_everything(options.seed)
-    finetuned = from_pretrained(options.base)
-    base = Path(options.base)
-    tokenizer = TextTokenizer(base / "tokenizer.json", options.max_length)
-    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
-    dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
+    start = start_from_base(options, log)
+    finetuned, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
     model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length)
     trainer = Trainer(model, options, log)
     optimizer = head_optimizer(model, options.lr, options.head_lr)

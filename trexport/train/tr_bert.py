@@ -19,18 +19,24 @@ which for [CLS] classification equals removal); evaluation uses the model's real
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from trexport.models import TrBertForSequenceClassification, default_tr_bert_config, from_pretrained
+from trexport.models import TrBertForSequenceClassification, default_tr_bert_config
 from trexport.models.encoder import extended_attention_mask
-from trexport.runtime.tokenizer import TextTokenizer
 from trexport.train.common import (
-    check_resumable, Stage, TensorBatch, TrainOptions, Trainer, linear_schedule, make_batcher, pad_rows, per_example, seed_everything,
+    Stage,
+    TensorBatch,
+    Trainer,
+    TrainOptions,
+    linear_schedule,
+    pad_rows,
+    per_example,
+    reduction_model_from,
+    start_from_base,
 )
 from trexport.train.finetune import dev_stage_hook
 
@@ -188,17 +194,9 @@ def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher
 
 def train_tr_bert(options: TrBertOptions, log=print) -> Path:
     """Run the three TR-BERT steps from the fine-tuned model dir ``options.base``; write ``options.out``."""
-    check_resumable(options)
-    seed_everything(options.seed)
-    teacher = from_pretrained(options.base)
-    base = Path(options.base)
-    tokenizer = TextTokenizer(base / "tokenizer.json", options.max_length)
-    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
-    dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
-    config = dataclasses.replace(teacher.config, max_length=options.max_length,
-                                 token_reduction=default_tr_bert_config(teacher.config.num_hidden_layers))
-    model = TrBertForSequenceClassification(config)
-    model.load_state_dict(teacher.state_dict(), strict=False)
+    start = start_from_base(options, log)
+    teacher, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
+    model = reduction_model_from(teacher, TrBertForSequenceClassification, default_tr_bert_config(teacher.config.num_hidden_layers), options.max_length)
     log("tr-bert: heuristic token scores and teacher logits from the fine-tuned model")
     heuristic = per_example(train, lambda b: heuristic_scores(teacher, b, list(model.selection_layers)), options.batch_size)
     with torch.no_grad():
