@@ -7,20 +7,13 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from tests.cli_helpers import assert_one_line_error
 from trexport.cli import main
 
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    for needle in needles:
-        assert needle in lines[0]
 
 
 def write_jsonl(path, rows):

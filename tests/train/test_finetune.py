@@ -6,6 +6,7 @@ import json
 import torch
 from safetensors.torch import load_file
 
+from tests.cli_helpers import assert_one_line_error
 from tests.train.conftest import run_cli, toy_rows, write_jsonl
 from trexport.models import BertForSequenceClassification, from_pretrained
 
@@ -61,14 +62,6 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy_data, base_di
     c = load_file(str(tmp_path / "seed1" / "model.safetensors"))
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_bad_data_line_names_file_and_line(base_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -173,15 +174,13 @@ class RecipeStart:
     """What every recipe that starts from a fine-tuned model dir needs first."""
 
     base_model: torch.nn.Module
-    base_dir: "Path"
+    base_dir: Path
     train: Batcher
     dev: Batcher | None
 
 
 def start_from_base(options: TrainOptions, log) -> RecipeStart:
     """Check resumability, seed, load ``options.base`` and tokenize the training and dev data."""
-    from pathlib import Path
-
     from trexport.models import from_pretrained
 
     check_resumable(options)
@@ -352,6 +351,13 @@ class Trainer:
         return payload
 
     # -- the loop ---------------------------------------------------------------------------------
+    def run_and_save(self, stages: Sequence[Stage], tokenizer_dir) -> Path:
+        """:meth:`run`, then save the model to ``options.out`` unless ``stop_after`` stopped it early."""
+        if self.run(stages):
+            self.model.save_pretrained(self.options.out, tokenizer_dir=tokenizer_dir)
+            self.log(f"wrote {self.options.out}")
+        return Path(self.options.out)
+
     def run(self, stages: Sequence[Stage]) -> bool:
         """Run every stage; returns False if ``stop_after`` stopped it early (a checkpoint was left)."""
         payload = self.load_checkpoint() if self.options.resume else None

@@ -90,7 +90,4 @@ def train_dact(options: DactOptions, log=print) -> Path:
     step = make_step(model, optimizer, scheduler, options.ponder_cost)
     stage = Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler],
                   dev_stage_hook(trainer, model, dev, options.batch_size))
-    if trainer.run([stage]):
-        model.save_pretrained(options.out, tokenizer_dir=base)
-        log(f"wrote {options.out}")
-    return Path(options.out)
+    return trainer.run_and_save([stage], tokenizer_dir=base)

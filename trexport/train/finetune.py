@@ -14,11 +14,24 @@ import torch
 from torch import nn
 
 from trexport.errors import ModelDirError
-from trexport.models import BertForSequenceClassification, TokenReductionConfig, from_pretrained
+from trexport.models import (
+    BertForSequenceClassification,
+    TokenReductionConfig,
+    from_pretrained,
+)
 from trexport.models.importers import from_hf_bert, pretrained_minilm_dir
 from trexport.runtime.tokenizer import TextTokenizer
 from trexport.train.common import (
-    check_resumable, Batcher, Stage, TrainOptions, Trainer, dev_report, linear_schedule, make_batcher, num_labels_of, seed_everything,
+    Batcher,
+    Stage,
+    Trainer,
+    TrainOptions,
+    check_resumable,
+    dev_report,
+    linear_schedule,
+    make_batcher,
+    num_labels_of,
+    seed_everything,
 )
 
 
@@ -84,7 +97,4 @@ def finetune(options: TrainOptions, log=print) -> Path:
 
     stage = Stage("finetune", options.epochs, train, options.batch_size, step, [optimizer], [scheduler],
                   dev_stage_hook(trainer, model, dev, options.batch_size))
-    if trainer.run([stage]):
-        model.save_pretrained(options.out, tokenizer_dir=base)
-        log(f"wrote {options.out}")
-    return Path(options.out)
+    return trainer.run_and_save([stage], tokenizer_dir=base)

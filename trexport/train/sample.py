@@ -27,12 +27,16 @@ from torch import nn
 
 from trexport import __version__
 from trexport.errors import InputError
-from trexport.models import AdaplerForSequenceClassification, default_adapler_config, from_pretrained
+from trexport.models import (
+    AdaplerForSequenceClassification,
+    default_adapler_config,
+    from_pretrained,
+)
 from trexport.models.configuration import TokenReductionConfig
 from trexport.models.importers import from_hf_bert, pretrained_minilm_dir
 from trexport.runtime.data import read_jsonl
 from trexport.runtime.tokenizer import TextTokenizer
-from trexport.train.common import Batcher, TensorBatch, evaluate, seed_everything
+from trexport.train.common import Batcher, TensorBatch, seed_everything
 
 SST2_LABELS = {0: "negative", 1: "positive"}
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"

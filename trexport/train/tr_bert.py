@@ -219,7 +219,4 @@ def train_tr_bert(options: TrBertOptions, log=print) -> Path:
         Stage("tr-bert rl", options.epochs, train, options.batch_size, rl_step, [rl_opt], [], hook),
         Stage("tr-bert joint", options.epochs, train, options.batch_size, joint_step, [joint_opt], [joint_sched], hook),
     ]
-    if trainer.run(stages):
-        model.save_pretrained(options.out, tokenizer_dir=base)
-        log(f"wrote {options.out}")
-    return Path(options.out)
+    return trainer.run_and_save(stages, tokenizer_dir=base)
