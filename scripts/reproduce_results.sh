@@ -16,6 +16,7 @@
 #         2,000) of the rest; results are on a random EVAL_LIMIT (default 5,000) of the 25,000 test reviews.
 # Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI
 # DACT_PONDER DACT_BIAS LAT_N THREADS in the environment; SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
+# METHODS (default "finetuned dact adapler tr_bert") picks the models to train, evaluate and convert.
 # Any step can be interrupted: rerunning continues it with --resume from its last checkpoint.
 set -euo pipefail
 
@@ -66,8 +67,10 @@ limit() { [ "$1" -gt 0 ] && echo "--limit $1" || true; }
 COMMON="--data $TRAIN --dev $DEV --max-length $MAXLEN --batch-size $BATCH --epochs $EPOCHS --seed $SEED"
 
 # 2. Train each model (skipped when done; resumed when interrupted).
+METHODS=${METHODS:-finetuned dact adapler tr_bert}
 train() {  # train RECIPE DIR ARGS...
     local recipe=$1 dir=$2; shift 2
+    case " $METHODS " in *" $(basename "$dir") "*) ;; *) return ;; esac
     if [ -f "$dir/.done" ]; then
         echo "== $recipe: $dir exists, skipped"; return
     fi
@@ -78,12 +81,12 @@ train() {  # train RECIPE DIR ARGS...
     if [ -f "$dir/model.safetensors" ]; then touch "$dir/.done"; fi
 }
 train finetune "$OUT/finetuned" $COMMON $(limit "$FT_LIMIT") --lr 5e-5
-train tr-bert "$OUT/tr_bert" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
-train adapler "$OUT/adapler" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
 train dact "$OUT/dact" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" --halting-bias "$DACT_BIAS"
+train adapler "$OUT/adapler" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
+train tr-bert "$OUT/tr_bert" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
 
 # 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.
-for method in finetuned tr_bert adapler dact; do
+for method in $METHODS; do
     echo "== $TREXPORT evaluate $OUT/$method --data $TEST $(limit "$EVAL_LIMIT")"
     # shellcheck disable=SC2046
     $TREXPORT evaluate "$OUT/$method" --data "$TEST" --max-length "$MAXLEN" $(limit "$EVAL_LIMIT") --seed "$SEED" \
@@ -93,9 +96,8 @@ done
 if [ "${SKIP_ONNX:-0}" = 1 ]; then echo "== results in $OUT/results/ (ONNX steps skipped)"; exit 0; fi
 
 # 4. ONNX: convert (with the parity check) and time at batch 1 on LAT_N test texts.
-#    DACT-BERT's export is its own issue: its convert may fail until the exporter supports it.
 graphs=()
-for method in finetuned tr_bert adapler dact; do
+for method in $METHODS; do
     if [ ! -f "$OUT/onnx/$method.onnx" ]; then
         mkdir -p "$OUT/onnx"
         $TREXPORT convert "$OUT/$method" "$OUT/onnx/$method.onnx" || { echo "== convert $method failed (see above)"; continue; }

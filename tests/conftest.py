@@ -78,3 +78,41 @@ def tiny_model_dir(tmp_path, minilm_dir):
         return out
 
     return make
+
+
+def tiny_depth_model(depth: str, width: str = "none", seed: int = 0, vocab_size: int = 99, num_hidden_layers: int = 4):
+    """A tiny eval-mode early-exit model whose exits really halt at mixed depths.
+
+    ``depth``: ``"dact_bert"``, ``"pabee"`` or ``"deebert"``; ``width``: a ``token_reduction.method``.
+    """
+    import dataclasses
+
+    from trexport.models import default_dact_bert_config, default_deebert_config, default_pabee_config, model_class
+
+    section = {"dact_bert": default_dact_bert_config(-2.0), "pabee": default_pabee_config(1),
+               "deebert": default_deebert_config(0.6)}[depth]
+    torch.manual_seed(seed)
+    config = dataclasses.replace(tiny_config(width, vocab_size=vocab_size, num_hidden_layers=num_hidden_layers),
+                                 adaptive_depth=section)
+    model = model_class(config)(config).eval()
+    with torch.no_grad():
+        for head in [*model.early_exit.exit_classifiers, model.classifier]:
+            head.weight.mul_(60.0 if depth == "deebert" else 30.0)  # confident exits: some examples stop early
+        if width == "adapler":
+            model.eta.copy_(torch.linspace(0.6, 1.0, len(model.selection_layers)))
+            for predictor in model.contribution_predictors:
+                predictor[2].weight.mul_(200.0)
+        if width == "tr_bert":
+            for policy in model.policy_networks:
+                policy[2].weight.mul_(200.0)
+    return model
+
+
+def ragged(batch_size=8, seq_len=11, vocab=99, seed=0):
+    """Random ids with ragged lengths (row 0 full): ``(ids, attention_mask, lengths)``."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (batch_size, seq_len), generator=g)
+    lengths = torch.randint(1, seq_len + 1, (batch_size,), generator=g)
+    lengths[0] = seq_len
+    mask = (torch.arange(seq_len)[None] < lengths[:, None]).long()
+    return ids * mask, mask, lengths

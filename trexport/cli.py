@@ -42,9 +42,15 @@ def main() -> None:
 @click.option("--full", is_flag=True, help="Export the full model (every token, every layer) as a baseline.")
 @click.option("--ops", type=click.Choice(["custom", "standard"]), help="Token selection as the fused trexport op or standard ONNX ops [default: custom when the op library is built].")
 @click.option("--parity-data", type=click.Path(path_type=Path), help="Also check parity on every example of this JSON Lines file (batch 1 and 32).")
+@click.option("--patience", type=int, help="PABEE models: the default patience stored in the graph's metadata.")
+@click.option("--entropy-threshold", type=str, help="DeeBERT models: the default exit entropy (nats), one number or one per layer but the last, comma-separated.")
 @_one_line_errors
-def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: bool, ops: str | None, parity_data: Path | None) -> None:
-    """Convert MODEL_DIR (config.json + model.safetensors + tokenizer) into OUT.onnx."""
+def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: bool, ops: str | None, parity_data: Path | None,
+            patience: int | None, entropy_threshold: str | None) -> None:
+    """Convert MODEL_DIR (config.json + model.safetensors + tokenizer) into OUT.onnx.
+
+    Adaptive-depth models (DACT-BERT, PABEE, DeeBERT) also get OUT.segments/, one graph per layer,
+    which `trexport predict` drives to skip the layers no example needs."""
     from trexport.exporter import convert as run_convert, default_ops
     from trexport.runtime import read_jsonl
 
@@ -53,7 +59,9 @@ def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: boo
         ops = default_ops()
         if ops == "standard":
             click.echo("note: the trexport op library is not built (bash scripts/build_custom_ops.sh); using --ops standard", err=True)
-    result = run_convert(model_dir, out, opset=opset, run_validation=not no_validate, full=full, ops=ops, parity_data=examples)
+    knobs = {"patience": patience, "entropy_threshold": _float_list(entropy_threshold, "--entropy-threshold")}
+    result = run_convert(model_dir, out, opset=opset, run_validation=not no_validate, full=full, ops=ops, parity_data=examples,
+                         knobs={k: v for k, v in knobs.items() if v is not None})
     if result.report is not None:
         click.echo(result.report.summary())
     click.echo(f"wrote {result.onnx_path}, {result.meta_path.name}, {result.tokenizer_path.name}")
@@ -66,15 +74,25 @@ def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: boo
 @click.option("--output", type=click.Path(path_type=Path), help="Write one JSON line per example here.")
 @click.option("--limit", type=int, help="Only the first N examples.")
 @click.option("--threads", default=0, help="ONNX Runtime intra-op threads (0 = default).")
+@click.option("--depth", type=click.Choice(["adaptive", "all"]), default="adaptive", show_default=True, help="Adaptive-depth graphs: skip layers (segments) or compute every layer.")
+@click.option("--patience", type=int, help="PABEE graphs: override the patience.")
+@click.option("--entropy-threshold", type=str, help="DeeBERT graphs: override the exit entropy (one number, or one per layer but the last).")
 @_one_line_errors
-def predict(graph: Path, data_path: Path, batch_size: int, output: Path | None, limit: int | None, threads: int) -> None:
-    """Classify the texts in --data with GRAPH (written by `trexport convert`)."""
+def predict(graph: Path, data_path: Path, batch_size: int, output: Path | None, limit: int | None, threads: int,
+            depth: str, patience: int | None, entropy_threshold: str | None) -> None:
+    """Classify the texts in --data with GRAPH (written by `trexport convert`).
+
+    Each output line has the label, the probabilities, the kept tokens per layer and, for
+    adaptive-depth graphs, the layers the example ran."""
     from trexport.runtime import ReducedClassifier, read_jsonl
 
     examples = read_jsonl(data_path, limit=limit)
-    classifier = ReducedClassifier(graph, intra_op_num_threads=threads)
+    knobs = {"patience": patience, "entropy_threshold": _float_list(entropy_threshold, "--entropy-threshold")}
+    classifier = ReducedClassifier(graph, intra_op_num_threads=threads, depth=depth,
+                                   knobs={k: v for k, v in knobs.items() if v is not None})
     predictions = classifier.predict([e.text for e in examples], [e.text_pair for e in examples], batch_size=batch_size)
-    lines = [json.dumps({"label": p.label, "probs": p.probs, "kept_tokens": p.kept_tokens}) for p in predictions]
+    lines = [json.dumps({"label": p.label, "probs": p.probs, "kept_tokens": p.kept_tokens}
+                        | ({"layers_run": p.layers_run} if p.layers_run is not None else {})) for p in predictions]
     if output is not None:
         _write_atomic(output, "\n".join(lines) + "\n")
     else:
@@ -85,6 +103,23 @@ def predict(graph: Path, data_path: Path, batch_size: int, output: Path | None, 
     if labelled:
         accuracy = sum(gold == pred for gold, pred in labelled) / len(labelled)
         click.echo(f"accuracy {accuracy:.4f} on {len(labelled)} labelled examples", err=output is None)
+    if classifier.adaptive and predictions:
+        n_layers = int(classifier.meta["num_hidden_layers"])
+        mean = sum(p.layers_run for p in predictions) / len(predictions)
+        click.echo(f"mean layers run {mean:.2f} of {n_layers} (depth ratio {n_layers / mean:.2f}x)", err=output is None)
+
+
+def _float_list(text: str | None, name: str) -> float | list[float] | None:
+    """``"0.3"`` -> 0.3, ``"0.1,0.2"`` -> [0.1, 0.2]; a clear error otherwise."""
+    from trexport.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{name}: expected a number or comma-separated numbers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -245,7 +280,7 @@ def evaluate(model_dir: Path, data_path: Path, batch_size: int, max_length: int 
                "truncated": batcher.truncated, "max_length": max_length}
     click.echo(f"accuracy {report['accuracy']:.4f} on {report['examples']} examples "
                f"({batcher.truncated} truncated to {max_length} tokens)")
-    if model.config.model_type == "dact_bert":
+    if model.config.adaptive_depth is not None:
         click.echo(f"mean depth {report['mean_depth']:.2f} of {model.config.num_hidden_layers} layers")
     click.echo("mean kept tokens per layer " + " ".join(f"{k:.1f}" for k in report["mean_kept_tokens"])
                + f" (mean length {report['mean_length']:.1f})")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import ragged, tiny_config
 from trexport.errors import ModelDirError
 from trexport.models import DactBertForSequenceClassification, default_dact_bert_config, from_pretrained
 from trexport.models.configuration import ReductionConfig, TokenReductionConfig
@@ -19,30 +19,21 @@ def dact_model(halting_bias=-2.5, confident=30.0, seed=0, num_labels=2):
     torch.manual_seed(seed)
     config = dataclasses.replace(
         tiny_config("none", num_labels=num_labels, id2label={i: str(i) for i in range(num_labels)}),
-        token_reduction=default_dact_bert_config(halting_bias),
+        adaptive_depth=default_dact_bert_config(halting_bias),
     )
     model = DactBertForSequenceClassification(config).eval()
     with torch.no_grad():
-        for head in [*model.exit_classifiers, model.classifier]:
+        for head in [*model.early_exit.exit_classifiers, model.classifier]:
             head.weight.mul_(confident)
-        for unit in model.halting_units:
+        for unit in model.early_exit.halting_units:
             unit.weight.mul_(confident)
     return model
-
-
-def ragged(batch_size=8, seq_len=11, vocab=99, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, vocab, (batch_size, seq_len), generator=g)
-    lengths = torch.randint(1, seq_len + 1, (batch_size,), generator=g)
-    lengths[0] = seq_len
-    mask = (torch.arange(seq_len)[None] < lengths[:, None]).long()
-    return ids * mask, mask, lengths
 
 
 def reference(model, ids, mask):
     """Plain per-example DACT: run layers one at a time, halting by the rule, in float64 bookkeeping."""
     n_layers = model.config.num_hidden_layers
-    bias = model.config.token_reduction.halting_bias
+    bias = model.config.adaptive_depth.halting_bias
     hidden = model.bert.embeddings(ids, torch.zeros_like(ids))
     additive = extended_attention_mask(mask, hidden.dtype)
     a, p, depth = None, 1.0, 0
@@ -50,10 +41,10 @@ def reference(model, ids, mask):
         hidden = layer(hidden, additive)
         depth += 1
         pooled = model.bert.pooler(hidden)
-        y = torch.softmax(model.head(n)(pooled), -1)[0].double()
+        y = torch.softmax(model.early_exit.head(n, model)(pooled), -1)[0].double()
         a = y * p if a is None else y * p + a * (1 - p)
         if n < n_layers - 1:
-            p = p * torch.sigmoid(model.halting_units[n](pooled)[0, 0] + bias).item()
+            p = p * torch.sigmoid(model.early_exit.halting_units[n](pooled)[0, 0] + bias).item()
         d = n_layers - 1 - n
         best, runner = sorted(a.tolist(), reverse=True)[:2]
         if d == 0 or best * (1 - p) ** d - runner - p * d > 0:
@@ -111,7 +102,7 @@ def test_settled_answer_halts_after_the_first_layer():
     assert (out.layers_run == 1).all()
     assert (out.kept_tokens[:, 1:] == 0).all()
     hidden = model.bert.encoder.layer[0](model.bert.embeddings(ids, torch.zeros_like(ids)), extended_attention_mask(mask, torch.float32))
-    first = torch.log_softmax(model.head(0)(model.bert.pooler(hidden)), -1)
+    first = torch.log_softmax(model.early_exit.head(0, model)(model.bert.pooler(hidden)), -1)
     torch.testing.assert_close(out.logits, first, atol=1e-5, rtol=0)
 
 
@@ -142,7 +133,7 @@ def test_training_runs_every_layer_with_differentiable_ponder_cost():
     model = dact_model(halting_bias=0.0).train()
     out = model(ids, mask)
     out.ponder_cost.sum().backward()
-    assert model.halting_units[0].weight.grad.abs().sum() > 0
+    assert model.early_exit.halting_units[0].weight.grad.abs().sum() > 0
     assert ((out.ponder_cost > 1) & (out.ponder_cost < model.config.num_hidden_layers)).all()
 
 
@@ -151,7 +142,7 @@ def test_save_load_round_trip_and_config(tmp_path):
     model.save_pretrained(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["model_type"] == "dact_bert"
-    assert data["token_reduction"]["halting_bias"] == -2.5
+    assert data["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -2.5}
     loaded = from_pretrained(tmp_path)
     assert isinstance(loaded, DactBertForSequenceClassification)
     ids, mask, _ = ragged()
@@ -159,17 +150,19 @@ def test_save_load_round_trip_and_config(tmp_path):
         torch.testing.assert_close(loaded(ids, mask).logits, model(ids, mask).logits, atol=0, rtol=0)
 
 
-def test_other_methods_keep_their_config_keys():
+def test_fixed_depth_configs_have_no_adaptive_depth_section():
     for method in ("none", "tr_bert", "adapler"):
-        assert "halting_bias" not in tiny_config(method).to_dict()["token_reduction"]
+        assert "adaptive_depth" not in tiny_config(method).to_dict()
 
 
 @pytest.mark.parametrize("section, needle", [
-    ({"method": "dact_bert"}, "halting_bias must be a number"),
-    ({"method": "dact_bert", "halting_bias": 1.0, "selection_layers": [0]}, "selection_layers must be empty"),
-    ({"method": "adapler", "halting_bias": 1.0}, "only used by dact_bert"),
+    ({"method": "dact_bert", "halting_bias": "big"}, "halting_bias must be a number"),
+    ({"method": "early"}, "adaptive_depth.method must be one of"),
+    ({"method": "pabee", "patience": -1}, "patience must be an integer >= 0"),
+    ({"method": "deebert", "entropy_threshold": [0.1]}, "entropy_threshold must be a number >= 0 or 3 of them"),
+    ({"method": "dact_bert", "halt": 1}, "adaptive_depth has unknown keys"),
 ])
-def test_bad_dact_configs_are_rejected(section, needle):
-    data = tiny_config("none").to_dict() | {"token_reduction": section}
+def test_bad_adaptive_depth_configs_are_rejected(section, needle):
+    data = tiny_config("none").to_dict() | {"adaptive_depth": section}
     with pytest.raises(ModelDirError, match=needle):
         ReductionConfig.from_dict(data)

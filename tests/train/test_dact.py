@@ -23,8 +23,9 @@ def test_dact_cli_writes_a_dact_model_dir_and_evaluate_reports_depth(toy_data, b
     assert result.exit_code == 0, result.output
     model = from_pretrained(out)
     assert isinstance(model, DactBertForSequenceClassification)
-    section = json.loads((out / "config.json").read_text())["token_reduction"]
-    assert (section["method"], section["halting_bias"], section["selection_layers"]) == ("dact_bert", -4.0, [])
+    config = json.loads((out / "config.json").read_text())
+    assert config["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -4.0}
+    assert config["token_reduction"]["method"] == "none"
     report = tmp_path / "r.json"
     result = run_cli("evaluate", out, "--data", dev, "--json", report)
     assert result.exit_code == 0, result.output
@@ -38,7 +39,7 @@ def test_dact_cli_writes_a_dact_model_dir_and_evaluate_reports_depth(toy_data, b
 def test_exit_heads_start_as_the_fine_tuned_classifier(base_dir):
     finetuned = from_pretrained(base_dir)
     model = dact_from_finetuned(finetuned, 1.0, 32)
-    for head in model.exit_classifiers:
+    for head in model.early_exit.exit_classifiers:
         assert torch.equal(head.weight, finetuned.classifier.weight)
     assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, finetuned.bert.encoder.layer[0].output.dense.weight)
 

@@ -19,6 +19,7 @@ from trexport import __version__
 from trexport.errors import InputError, ParityError
 from trexport.exporter.config import DEFAULT_OPSET, ExportConfig
 from trexport.exporter.convert import ParityReport, export_onnx, validate
+from trexport.exporter import depth
 from trexport.exporter.custom_op import custom_selection
 from trexport.runtime import ops as runtime_ops
 from trexport.models import from_pretrained
@@ -41,12 +42,19 @@ PARITY_SHAPES = ((1, 1), (1, 9), (3, 17), (8, 40))
 
 @dataclass
 class ConvertResult:
-    """What ``convert`` wrote: the graph and its two side files, and the parity report (if run)."""
+    """What ``convert`` wrote: the graph and its two side files, and the parity report (if run).
+    Adaptive-depth models also get ``segments_dir`` (``OUT.segments/``, one graph per layer)."""
 
     onnx_path: Path
     meta_path: Path
     tokenizer_path: Path
     report: ParityReport | None
+    segments_dir: Path | None = None
+
+
+def segments_dir_for(out_path: Path) -> Path:
+    """``out.onnx`` -> ``out.segments``: the folder of an adaptive-depth graph's per-layer segments."""
+    return out_path.with_name(out_path.stem + ".segments")
 
 
 def parity_cases(
@@ -72,7 +80,7 @@ def parity_cases(
 
 def build_metadata(model: TokenReductionForSequenceClassification, export_config: ExportConfig, ops: str, full: bool) -> dict:
     config = model.config
-    return {
+    meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "trexport_version": __version__,
@@ -93,7 +101,20 @@ def build_metadata(model: TokenReductionForSequenceClassification, export_config
         ),
         "inputs": list(export_config.input_names),
         "outputs": list(export_config.output_names),
+        "adaptive_depth": None,
     }
+    if model.early_exit is not None and not full:
+        rule = model.early_exit
+        meta["adaptive_depth"] = config.adaptive_depth.to_dict() | {
+            # OUT.onnx computes every layer (halted examples frozen); the segments skip layers.
+            "all_layers_graph": True,
+            "knobs": depth.knob_defaults(model),
+            "state_names": list(rule.state_names),
+            "segments": [],
+        }
+        meta["inputs"] = [*export_config.input_names, *rule.knob_names]
+        meta["outputs"] = ["logits", "kept_tokens", "layers_run"]
+    return meta
 
 
 def default_ops() -> str:
@@ -121,6 +142,7 @@ def convert(
     full: bool = False,
     ops: str = "standard",
     parity_data: Sequence[Example] = (),
+    knobs: dict | None = None,
 ) -> ConvertResult:
     """Export ``model_dir`` to ``out_path`` with ``OUT.meta.json`` and ``OUT.tokenizer.json`` beside it.
 
@@ -131,6 +153,12 @@ def convert(
     Every file is written to a temporary folder next to ``out_path`` and moved into place only after the
     parity check passed, so a failure leaves no output behind. ``parity_data`` adds real examples to
     the check, each at batch 1 and in batches of 32.
+
+    Adaptive-depth models (``adaptive_depth`` in config.json) are written as ``OUT.onnx``, every layer
+    computed, plus ``OUT.segments/layer_NN.onnx``, which the runtime drives to skip layers
+    (:mod:`trexport.exporter.depth`); both are checked against PyTorch, including each example's
+    layers run. ``knobs`` overrides the exit rule's run-time settings stored in the metadata
+    (``{"patience": 3}``, ``{"entropy_threshold": 0.2}``).
 
     Raises:
         ModelDirError: the model dir cannot be loaded.
@@ -148,31 +176,89 @@ def convert(
     tokenizer = TextTokenizer(tokenizer_src, model.config.max_length) if tokenizer_src.is_file() else None
     if tokenizer is None:
         raise InputError(f"{tokenizer_src}: missing (a model dir needs its tokenizer files)")
+    adaptive = model.early_exit is not None and not full
+    if knobs:
+        _apply_knobs(model, knobs)
     staging = _staging_dir(out_path)
+    segments_dir = segments_dir_for(out_path) if adaptive else None
     try:
         export_config = ExportConfig(model.config, opset=opset)
         emit = custom_selection(model) if ops == "custom" and not full else contextlib.nullcontext()
         with emit:
-            proto = export_onnx(model, export_config, full=full)
+            proto = depth.export_all_layers(model, export_config) if adaptive else export_onnx(model, export_config, full=full)
+            segments = depth.export_segments(model, export_config) if adaptive else []
         ops = ops if not full else "standard"
         staged_onnx = staging / out_path.name
         onnx.save_model(proto, str(staged_onnx))
+        segment_names = []
+        if adaptive:
+            (staging / segments_dir.name).mkdir()
+            for index, segment in enumerate(segments):
+                segment_names.append(f"{segments_dir.name}/layer_{index:02d}.onnx")
+                onnx.save_model(segment, str(staging / segment_names[-1]))
+        meta = build_metadata(model, export_config, ops, full)
+        if adaptive:
+            meta["adaptive_depth"]["segments"] = segment_names
         report = None
         if run_validation:
-            session = ort.InferenceSession(str(staged_onnx), session_options(ops), providers=["CPUExecutionProvider"])
-            report = validate(model, session, parity_cases(export_config, tokenizer, parity_data), export_config.atol, full=full)
+            options = session_options(ops)
+            session = ort.InferenceSession(str(staged_onnx), options, providers=["CPUExecutionProvider"])
+            cases = parity_cases(export_config, tokenizer, parity_data)
+            if adaptive:
+                from trexport.runtime.depth import SegmentRunner, knob_feeds
+
+                seg_sessions = [ort.InferenceSession(str(staging / n), options, providers=["CPUExecutionProvider"]) for n in segment_names]
+                runner = SegmentRunner([_named_run(s) for s in seg_sessions], [[i.name for i in s.get_inputs()] for s in seg_sessions],
+                                       model.early_exit.state_names)
+                report = depth.validate_depth(model, session, runner, cases, export_config.atol, knob_feeds(meta))
+            else:
+                report = validate(model, session, cases, export_config.atol, full=full)
             if not report.ok:
                 raise ParityError(report.summary() + "; " + "; ".join(report.failures[:5]))
-        meta = build_metadata(model, export_config, ops, full)
         meta["parity"] = report.to_dict() if report else None
         meta_path, tokenizer_path = sidecar_paths(out_path)
         (staging / meta_path.name).write_text(json.dumps(meta, indent=2) + "\n")
         shutil.copyfile(tokenizer_src, staging / tokenizer_path.name)
+        if adaptive:
+            _replace_dir(staging / segments_dir.name, segments_dir)
         for name in (out_path.name, meta_path.name, tokenizer_path.name):
             os.replace(staging / name, out_path.parent / name)
-        return ConvertResult(out_path, meta_path, tokenizer_path, report)
+        return ConvertResult(out_path, meta_path, tokenizer_path, report, segments_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _apply_knobs(model: TokenReductionForSequenceClassification, knobs: dict) -> None:
+    """Set exit-rule settings on the model's config (so eager PyTorch and the metadata agree)."""
+    depth_config = model.config.adaptive_depth
+    for name, value in knobs.items():
+        if value is None:
+            continue
+        if model.early_exit is None or name not in model.early_exit.knob_names:
+            method = depth_config.method if depth_config else "fixed-depth"
+            raise InputError(f"--{name.replace('_', '-')}: a {method} model has no such setting")
+        setattr(depth_config, name, value)
+    try:
+        depth_config.validate(model.config.num_hidden_layers)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move folder ``src`` to ``dst``, replacing an older ``dst``."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(dst.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _named_run(session: ort.InferenceSession):
+    names = [o.name for o in session.get_outputs()]
+    return lambda feeds: dict(zip(names, session.run(names, feeds)))
 
 
 def _staging_dir(out_path: Path) -> Path:

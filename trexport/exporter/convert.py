@@ -51,26 +51,32 @@ def export_onnx(
     Raises:
         ExportError: the opset is too old, or torch.export / the ONNX translation failed.
     """
-    if export_config.opset < MIN_OPSET:
-        raise ExportError(f"--opset {export_config.opset}: trexport needs opset >= {MIN_OPSET}")
     dummy = export_config.dummy_inputs(batch_size=2, sequence_length=16)
     args = tuple(dummy[name] for name in export_config.input_names)
-    module = _GraphModule(model.eval())
     shapes = export_config.dynamic_shapes()
+    with full_model(model.eval(), enabled=full):
+        return trace_to_onnx(_GraphModule(model), args, export_config.input_names, export_config.output_names,
+                             {"input_ids": shapes["input_ids"], "attention_mask": shapes["attention_mask"],
+                              "token_type_ids": shapes["token_type_ids"]}, export_config.opset)
+
+
+def trace_to_onnx(module: torch.nn.Module, args: tuple, input_names, output_names, dynamic_shapes, opset: int) -> onnx.ModelProto:
+    """``torch.export`` then the dynamo ONNX translation, quietly; the result passes ``onnx.checker``.
+
+    ``dynamic_shapes`` follows ``torch.export.export`` (a ``*args`` parameter nests one level down).
+
+    Raises:
+        ExportError: the opset is too old, or torch.export / the ONNX translation failed.
+    """
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset}: trexport needs opset >= {MIN_OPSET}")
     try:
-        with full_model(model, enabled=full), torch.no_grad(), warnings.catch_warnings(), _quiet():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module,
-                args,
-                input_names=list(export_config.input_names),
-                output_names=list(export_config.output_names),
-                dynamic_shapes={"input_ids": shapes["input_ids"], "attention_mask": shapes["attention_mask"],
-                                "token_type_ids": shapes["token_type_ids"]},
-                opset_version=export_config.opset,
-                dynamo=True,
-                verbose=False,
-            )
+            # torch.export first: torch.onnx's own dynamic_shapes handling mangles nested tuples (*args).
+            exported = torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
+            program = torch.onnx.export(exported, input_names=list(input_names), output_names=list(output_names),
+                                        opset_version=opset, dynamo=True, verbose=False)
     except TrexportError:
         raise
     except Exception as exc:  # torch.export raises many unrelated types

@@ -25,11 +25,13 @@ def selection_backend(select_fn: selection.SelectFn) -> Iterator[None]:
 
 @contextlib.contextmanager
 def full_model(model: TokenReductionForSequenceClassification, enabled: bool = True) -> Iterator[None]:
-    """Inside the block ``model`` keeps every token (when ``enabled``): the full-model baseline graph."""
-    previous = model.reduction_enabled
+    """Inside the block ``model`` keeps every token and, with adaptive depth, runs every layer (when
+    ``enabled``): the full-model baseline graph."""
+    previous = model.reduction_enabled, model.halting_enabled
     if enabled:
         model.reduction_enabled = False
+        model.halting_enabled = False
     try:
         yield
     finally:
-        model.reduction_enabled = previous
+        model.reduction_enabled, model.halting_enabled = previous

@@ -11,8 +11,11 @@ from trexport.models.base import (
     TokenReductionForSequenceClassification,
     load_config,
 )
-from trexport.models.configuration import ReductionConfig, TokenReductionConfig
+from trexport.models.configuration import AdaptiveDepthConfig, ReductionConfig, TokenReductionConfig
 from trexport.models.dact_bert import DactBertForSequenceClassification, DactOutput, default_dact_bert_config
+from trexport.models.deebert import DeeBertForSequenceClassification, default_deebert_config
+from trexport.models.early_exit import AdaptiveDepthOutput
+from trexport.models.pabee import PabeeForSequenceClassification, default_pabee_config
 from trexport.models.tr_bert import TrBertForSequenceClassification, default_tr_bert_config
 
 MODEL_CLASSES: dict[str, type[TokenReductionForSequenceClassification]] = {
@@ -20,15 +23,23 @@ MODEL_CLASSES: dict[str, type[TokenReductionForSequenceClassification]] = {
     "tr_bert": TrBertForSequenceClassification,
     "adapler": AdaplerForSequenceClassification,
 }
-# Layer-skipping models: loadable and trainable, not yet exportable (so kept apart from MODEL_CLASSES,
-# which the exporter tests enumerate). Move an entry into MODEL_CLASSES once the exporter supports it.
+# Early-exit models that keep every token. With token reduction too, the class is the token-reduction
+# one (its ``early_exit`` comes from the config's ``adaptive_depth`` section).
 ADAPTIVE_DEPTH_CLASSES: dict[str, type[TokenReductionForSequenceClassification]] = {
     "dact_bert": DactBertForSequenceClassification,
+    "pabee": PabeeForSequenceClassification,
+    "deebert": DeeBertForSequenceClassification,
 }
+WIDTH_CLASSES = {"none": BertForSequenceClassification, "tr_bert": TrBertForSequenceClassification,
+                 "adapler": AdaplerForSequenceClassification}
 
 
 def model_class(config: ReductionConfig) -> type[TokenReductionForSequenceClassification]:
-    return {**MODEL_CLASSES, **ADAPTIVE_DEPTH_CLASSES}[config.model_type]
+    """The class of a config: the depth method's when no tokens are dropped, else the token-reduction one."""
+    width = config.token_reduction.method
+    if config.adaptive_depth is not None and width == "none":
+        return ADAPTIVE_DEPTH_CLASSES[config.adaptive_depth.method]
+    return WIDTH_CLASSES[width]
 
 
 def from_pretrained(model_dir: str | os.PathLike) -> TokenReductionForSequenceClassification:
@@ -38,6 +49,13 @@ def from_pretrained(model_dir: str | os.PathLike) -> TokenReductionForSequenceCl
 
 __all__ = [
     "ADAPTIVE_DEPTH_CLASSES",
+    "AdaptiveDepthConfig",
+    "AdaptiveDepthOutput",
+    "DeeBertForSequenceClassification",
+    "PabeeForSequenceClassification",
+    "default_deebert_config",
+    "default_pabee_config",
+    "WIDTH_CLASSES",
     "AdaplerForSequenceClassification",
     "DactBertForSequenceClassification",
     "DactOutput",

@@ -76,7 +76,9 @@ class ReductionPreTrainedModel(nn.Module):
                 does not match ``cls``, or weights that cannot be read or do not match the config.
         """
         config = load_config(model_dir)
-        if cls.model_type != config.model_type:
+        from trexport.models import model_class
+
+        if not issubclass(model_class(config), cls):
             raise ModelDirError(f"{model_dir}: model_type {config.model_type!r} is not {cls.model_type!r}")
         model = cls(config)
         _load_strict(model, model_dir)
@@ -154,6 +156,12 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         # (same logits and kept counts as removal; what benchmarks compare removal against).
         self.remove_tokens = True
         self.selection_layers = tuple(int(i) for i in config.token_reduction.selection_layers)
+        from trexport.models.early_exit import build_exit_rule
+
+        # Adaptive depth (config.adaptive_depth): the exit heads and halting rule, or None.
+        self.early_exit = build_exit_rule(config)
+        # False: run every layer even in eval mode (the exit rule still computes the answer).
+        self.halting_enabled = True
 
     def score_tokens(self, layer_index: int, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """float32 ``(batch_size, n)`` importance of each token before layer ``layer_index``."""
@@ -163,7 +171,11 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         raise NotImplementedError
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        knobs: tuple[torch.Tensor, ...] | None = None,
     ) -> ReductionOutput:
         """Classify, removing tokens as the method decides.
 
@@ -171,6 +183,8 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
             input_ids: int64 ``(batch_size, seq_len)``.
             attention_mask: int64 ``(batch_size, seq_len)``, 1 marks a real token, 0 padding.
             token_type_ids: int64 ``(batch_size, seq_len)``, 0 for the first segment, 1 for the pair.
+            knobs: adaptive-depth models only: the exit rule's run-time settings (``early_exit.knob_names``),
+                default from ``config.adaptive_depth``.
 
         Returns:
             :class:`ReductionOutput` with logits and the kept tokens per layer. Batch > 1 gives each
@@ -179,10 +193,15 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        return self.classify(self.bert.embeddings(input_ids, token_type_ids), attention_mask)
+        hidden_states = self.bert.embeddings(input_ids, token_type_ids)
+        if self.early_exit is not None:
+            return self.classify_adaptive(hidden_states, attention_mask, knobs)
+        return self.classify(hidden_states, attention_mask)
 
     def classify(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> ReductionOutput:
         """Run the encoder and head from the embedding output float32 ``(batch_size, seq_len, hidden_size)``."""
+        if self.early_exit is not None:
+            return self.classify_adaptive(hidden_states, attention_mask)
         mask = attention_mask
         additive = extended_attention_mask(mask, hidden_states.dtype)
         kept = []
@@ -199,6 +218,84 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
             hidden_states = layer(hidden_states, additive)
         logits = self.classifier(self.dropout(self.bert.pooler(hidden_states)))
         return ReductionOutput(logits=logits, kept_tokens=torch.stack(kept, dim=1))
+
+    def select(self, index: int, hidden_states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token selection before layer ``index`` (a no-op where it does not select)."""
+        if self.reduction_enabled and index in self.selection_layers:
+            scores = self.score_tokens(index, hidden_states, mask)
+            if self.remove_tokens:
+                selection = select_tokens(hidden_states, scores, mask, self.keep_rule(index))
+                return selection.hidden_states, selection.attention_mask
+            return hidden_states, keep_mask(scores, mask, self.keep_rule(index)).to(mask.dtype)
+        return hidden_states, mask
+
+    def layer_step(self, index: int, hidden_states: torch.Tensor, mask: torch.Tensor, state, knobs):
+        """One layer of an adaptive-depth model: selection, the layer, then the exit rule.
+
+        The per-layer segment graphs export exactly this, so the runtime's loop and :meth:`classify`
+        share it.
+
+        Args:
+            hidden_states: float32 ``(batch_size, n, hidden_size)``; mask: int64 ``(batch_size, n)``.
+            state, knobs: the exit rule's tensors (``early_exit.state_names``, ``knob_names``).
+
+        Returns:
+            ``(hidden_states, mask, kept, state, exit_logits, halt)`` with ``kept`` int64
+            ``(batch_size,)`` the tokens that entered the layer and ``halt`` bool ``(batch_size,)``.
+        """
+        hidden_states, mask = self.select(index, hidden_states, mask)
+        kept = mask.sum(dim=1)
+        hidden_states = self.bert.encoder.layer[index](hidden_states, extended_attention_mask(mask, hidden_states.dtype))
+        state, exit_logits, halt = self.early_exit.step(index, hidden_states, state, knobs, self)
+        return hidden_states, mask, kept, state, exit_logits, halt
+
+    def classify_adaptive(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, knobs=None):
+        """The early-exit loop (``config.adaptive_depth``).
+
+        In eval mode with ``halting_enabled``, an example whose rule says halt keeps its state from then
+        on, and the loop stops once every example has halted (under export every layer stays in the
+        graph; the segment graphs are what skip layers). In train mode every layer runs.
+
+        Returns:
+            :class:`trexport.models.early_exit.AdaptiveDepthOutput`.
+        """
+        from trexport.models.early_exit import AdaptiveDepthOutput, freeze_halted
+
+        rule = self.early_exit
+        n_layers = self.config.num_hidden_layers
+        halting = self.halting_enabled and not self.training
+        batch_size = hidden_states.shape[0]
+        state = rule.initial_state(batch_size, hidden_states)
+        knobs = rule.knobs() if knobs is None else tuple(knobs)
+        mask = attention_mask
+        active = torch.ones(batch_size, dtype=torch.bool, device=hidden_states.device)
+        layers_run = torch.zeros(batch_size, dtype=torch.int64, device=hidden_states.device)
+        kept, exit_logits = [], []
+        for index in range(n_layers):
+            if halting and not _tracing() and not bool(active.any()):
+                kept += [torch.zeros_like(layers_run)] * (n_layers - index)
+                break
+            hidden_states, mask, count, new_state, head_logits, halt = self.layer_step(index, hidden_states, mask, state, knobs)
+            kept.append(count * active)
+            layers_run = layers_run + active.to(torch.int64)
+            exit_logits.append(head_logits)
+            if halting:
+                state = freeze_halted(active, new_state, state)
+                active = active & ~halt
+            else:
+                state = new_state
+        return AdaptiveDepthOutput(
+            logits=rule.logits(state),
+            kept_tokens=torch.stack(kept, dim=1),
+            layers_run=layers_run,
+            exit_logits=torch.stack(exit_logits, dim=1),
+            ponder_cost=rule.ponder_cost(state),
+        )
+
+
+def _tracing() -> bool:
+    """True under torch.export / torch.compile, where a data-dependent break cannot be traced."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 class BertForSequenceClassification(TokenReductionForSequenceClassification):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from trexport.errors import CustomOpLibraryError, InputError, TrexportError
+from trexport.runtime.depth import DepthResult, SegmentRunner, knob_feeds, segment_paths
 from trexport.runtime.metadata import load_metadata, sidecar_paths
 from trexport.runtime.tokenizer import Batch, TextTokenizer
+
+DEPTH_MODES = ("adaptive", "all")
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Prediction:
         probs: softmax probabilities, one per class.
         kept_tokens: tokens entering each layer (the first entry equals ``length`` unless layer 0 selects).
         length: input length in tokens (after truncation).
+        layers_run: layers this example ran (adaptive-depth graphs; None for fixed-depth ones).
     """
 
     label: int
@@ -32,6 +36,7 @@ class Prediction:
     probs: list[float]
     kept_tokens: list[int]
     length: int
+    layers_run: int | None = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -78,36 +83,75 @@ class ReducedClassifier:
         onnx_path: a graph written by ``trexport convert``.
         providers: ONNX Runtime execution providers (default: CPUExecutionProvider).
         intra_op_num_threads: ORT thread count (0 = ORT's default).
+        depth: adaptive-depth graphs only. ``"adaptive"`` (default) runs the per-layer segments and
+            skips the layers no example needs; ``"all"`` runs ``onnx_path``, every layer computed
+            (same outputs, no saving: the baseline).
+        knobs: adaptive-depth graphs only: overrides of the exit rule's run-time settings
+            (``{"patience": 3}`` for PABEE, ``{"entropy_threshold": 0.2}`` for DeeBERT).
 
     Raises:
-        InputError: missing graph, metadata or tokenizer file.
+        InputError: missing graph, metadata, tokenizer or segment file; a bad ``depth`` or knob.
         CustomOpLibraryError: the graph needs the trexport custom-op library and it is not built.
     """
 
-    def __init__(self, onnx_path: str | os.PathLike, providers: Sequence[str] | None = None, intra_op_num_threads: int = 0):
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        providers: Sequence[str] | None = None,
+        intra_op_num_threads: int = 0,
+        depth: str = "adaptive",
+        knobs: Mapping[str, object] | None = None,
+    ):
         self.path = Path(onnx_path)
         self.meta = load_metadata(self.path)
         _, tokenizer_path = sidecar_paths(self.path)
         if not tokenizer_path.is_file():
             raise InputError(f"{tokenizer_path}: missing tokenizer file")
+        if depth not in DEPTH_MODES:
+            raise InputError(f"--depth must be one of {', '.join(DEPTH_MODES)}, got {depth!r}")
         self.tokenizer = TextTokenizer(tokenizer_path, int(self.meta["max_length"]))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        options.log_severity_level = 3
+        self.providers = list(providers or ["CPUExecutionProvider"])
+        self.options = ort.SessionOptions()
+        self.options.intra_op_num_threads = intra_op_num_threads
+        self.options.log_severity_level = 3
         if self.meta.get("ops") == "custom":
-            _register_custom_ops(options, self.path, self.meta)
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+            _register_custom_ops(self.options, self.path, self.meta)
+        self.adaptive = self.meta.get("adaptive_depth") is not None
+        if not self.adaptive and knobs:
+            raise InputError(f"{self.path}: has a fixed depth; exit settings ({', '.join(knobs)}) do not apply")
+        self.knobs = knob_feeds(self.meta, knobs) if self.adaptive else {}
+        self.depth = depth if self.adaptive else "all"
+        self.session = self._session(self.path)
+        self.segments = None
+        if self.depth == "adaptive":
+            sessions = [self._session(p) for p in segment_paths(self.path, self.meta)]
+            self.segments = SegmentRunner(
+                [_named_run(s) for s in sessions],
+                [[i.name for i in s.get_inputs()] for s in sessions],
+                self.meta["adaptive_depth"]["state_names"],
             )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise TrexportError(f"{self.path}: ONNX Runtime cannot load the graph ({str(exc).splitlines()[0]})") from None
         self.id2label = {int(k): v for k, v in self.meta["id2label"].items()}
+
+    def _session(self, path: Path) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(path), sess_options=self.options, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise TrexportError(f"{path}: ONNX Runtime cannot load the graph ({str(exc).splitlines()[0]})") from None
+
+    def run_batch(self, batch: Batch) -> DepthResult:
+        """Run one tokenized batch. ``layers_run`` is the model's layer count for fixed-depth graphs."""
+        feeds = batch.feeds()
+        if self.segments is not None:
+            return self.segments(feeds, self.knobs)
+        outputs = self.session.run(None, feeds | self.knobs)
+        logits, kept = outputs[0], outputs[1]
+        layers_run = outputs[2] if self.adaptive else np.full(len(logits), kept.shape[1], dtype=np.int64)
+        return DepthResult(logits, kept, layers_run)
 
     def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Run one tokenized batch: logits float32 ``(batch_size, num_labels)``, kept_tokens int64 ``(batch_size, num_layers)``."""
-        logits, kept = self.session.run(None, batch.feeds())
-        return logits, kept
+        result = self.run_batch(batch)
+        return result.logits, result.kept_tokens
 
     def predict(
         self,
@@ -139,7 +183,8 @@ class ReducedClassifier:
         for chunk in batch_order([len(e.ids) for e in encodings], batch_size, buckets):
             batch = self.tokenizer.pad([encodings[i] for i in chunk])
             self.truncated += batch.truncated
-            logits, kept = self.run(batch)
+            result = self.run_batch(batch)
+            logits, kept = result.logits, result.kept_tokens
             probs = softmax(logits.astype(np.float64))
             for row, index in enumerate(chunk):
                 label = int(np.argmax(logits[row]))
@@ -149,5 +194,15 @@ class ReducedClassifier:
                     probs=[float(p) for p in probs[row]],
                     kept_tokens=[int(k) for k in kept[row]],
                     length=batch.lengths[row],
+                    layers_run=int(result.layers_run[row]) if self.adaptive else None,
                 )
         return results  # type: ignore[return-value]
+
+
+def _named_run(session: ort.InferenceSession):
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feeds: dict) -> dict:
+        return dict(zip(names, session.run(names, feeds)))
+
+    return run

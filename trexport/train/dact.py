@@ -40,13 +40,13 @@ class DactOptions(TrainOptions):
 
 def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int) -> DactBertForSequenceClassification:
     """A DACT-BERT with the fine-tuned encoder and classifier; every exit head a copy of the classifier."""
-    config = dataclasses.replace(finetuned.config, max_length=max_length, token_reduction=default_dact_bert_config(halting_bias))
+    config = dataclasses.replace(finetuned.config, max_length=max_length, adaptive_depth=default_dact_bert_config(halting_bias))
     model = DactBertForSequenceClassification(config)
     model.load_state_dict(finetuned.state_dict(), strict=False)
     with torch.no_grad():
-        for head in model.exit_classifiers:
+        for head in model.early_exit.exit_classifiers:
             head.load_state_dict(model.classifier.state_dict())
-        for unit in model.halting_units:
+        for unit in model.early_exit.halting_units:
             unit.weight.zero_()
             unit.bias.zero_()
     return model
@@ -71,7 +71,7 @@ def make_step(model: DactBertForSequenceClassification, optimizer, scheduler, po
 
 
 def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr: float) -> torch.optim.Optimizer:
-    heads = list(model.exit_classifiers.parameters()) + list(model.halting_units.parameters())
+    heads = list(model.early_exit.parameters())
     head_ids = {id(p) for p in heads}
     return torch.optim.AdamW([
         {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr, "weight_decay": 0.01},
