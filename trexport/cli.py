@@ -313,6 +313,29 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
+@main.command("bench-depth")
+@click.argument("graph", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="JSON Lines texts to time.")
+@click.option("--limit", type=int, help="Only the first N examples.")
+@click.option("--batch-sizes", default="1,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", default=2, show_default=True, help="ONNX Runtime intra-op threads.")
+@click.option("--repeats", default=3, show_default=True, help="Timed rounds; each batch's fastest counts.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the result here.")
+@_one_line_errors
+def bench_depth(graph: Path, data_path: Path, limit: int | None, batch_sizes: str, threads: int, repeats: int, json_path: Path | None) -> None:
+    """Latency of an adaptive-depth GRAPH (segments, layers skipped) against every layer computed."""
+    from trexport.bench.depth import bench_depth as run, markdown, to_json
+    from trexport.runtime import read_jsonl
+
+    examples = read_jsonl(data_path, limit=limit)
+    sizes = _int_list(batch_sizes, "--batch-sizes")
+    rows = run(graph, [e.text for e in examples], sizes, threads, repeats, [e.text_pair for e in examples])
+    click.echo(markdown(rows))
+    if json_path is not None:
+        result = to_json(rows, graph=str(graph), data=str(data_path), threads=threads, repeats=repeats)
+        _write_atomic(json_path, json.dumps(result, indent=2) + "\n")
+
+
 @main.command()
 @click.argument("model_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--geometry", type=click.Choice(["bert-base", "bert-small", "tiny"]), help="Random weights of this geometry instead of MODEL_DIR.")

@@ -102,3 +102,21 @@ def test_cli_predict_reports_layers_run(graphs, tmp_path):
     bad = runner.invoke(main, ["predict", str(graphs["pabee"].onnx_path), "--data", "samples/sst2/validation.jsonl.gz",
                                "--entropy-threshold", "0.1"])
     assert_one_line_error(bad, "--entropy-threshold", "pabee")
+
+
+def test_bench_depth_times_both_forms(graphs, tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "depth.json"
+    result = CliRunner().invoke(main, ["bench-depth", str(graphs["dact"].onnx_path), "--data", "samples/sst2/validation.jsonl.gz",
+                                       "--limit", "24", "--batch-sizes", "1,8", "--repeats", "1", "--threads", "1",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "latency / depth ratio" in result.output.splitlines()[0]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["batch_size"] for r in rows] == [1, 8]
+    for r in rows:
+        assert r["same_outputs"] and r["ms_adaptive"] > 0 and r["ms_all_layers"] > 0
+        assert r["depth_ratio"] == pytest.approx(LAYERS / r["mean_layers_run"])
+    fixed = CliRunner().invoke(main, ["bench-depth", str(tmp_path / "none.onnx"), "--data", "samples/sst2/validation.jsonl.gz"])
+    assert_one_line_error(fixed, "none.onnx")

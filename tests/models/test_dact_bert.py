@@ -68,19 +68,6 @@ def test_matches_the_per_example_reference_and_mixes_depths():
 
 
 @torch.no_grad()
-def test_batch_gives_each_example_its_batch_1_result():
-    model = dact_model()
-    ids, mask, lengths = ragged(seed=3)
-    out = model(ids, mask)
-    for row in range(ids.shape[0]):
-        n = int(lengths[row])
-        one = model(ids[row : row + 1, :n], mask[row : row + 1, :n])
-        torch.testing.assert_close(one.logits[0], out.logits[row], atol=1e-5, rtol=0)
-        assert torch.equal(one.kept_tokens[0], out.kept_tokens[row])
-        assert int(one.layers_run[0]) == int(out.layers_run[row])
-
-
-@torch.no_grad()
 def test_kept_tokens_report_real_counts_for_layers_run_and_zero_after():
     model = dact_model()
     ids, mask, lengths = ragged(seed=1)
