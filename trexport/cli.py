@@ -245,6 +245,7 @@ def train_adapler(**kwargs) -> None:
 @click.option("--ponder-cost", default=0.01, show_default=True, help="Coefficient of the ponder cost sum_n p_n.")
 @click.option("--halting-bias", default=1.0, show_default=True, help="Constant added to each halting logit (stored in config.json).")
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers and halting units.")
+@click.option("--exit-warmup-epochs", default=0, show_default=True, help="Epochs training every exit classifier (cross entropy) before DACT's stage.")
 @_one_line_errors
 def train_dact(**kwargs) -> None:
     """DACT-BERT: per-layer classifiers and halting units, accumulated answer, ponder cost."""

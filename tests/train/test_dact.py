@@ -8,7 +8,7 @@ import torch
 from tests.train.conftest import run_cli
 from tests.train.test_tr_bert import toy_batch
 from trexport.models import DactBertForSequenceClassification, from_pretrained
-from trexport.train.dact import dact_from_finetuned, head_optimizer, make_step
+from trexport.train.dact import dact_from_finetuned, head_optimizer, make_exit_warmup_step, make_step
 
 
 def dact(data, out, base, *extra):
@@ -19,7 +19,7 @@ def dact(data, out, base, *extra):
 def test_dact_cli_writes_a_dact_model_dir_and_evaluate_reports_depth(toy_data, base_dir, tmp_path):
     train, dev = toy_data
     out = tmp_path / "dact"
-    result = dact(train, out, base_dir, "--dev", dev, "--halting-bias", -4.0)
+    result = dact(train, out, base_dir, "--dev", dev, "--halting-bias", -4.0, "--exit-warmup-epochs", 1)
     assert result.exit_code == 0, result.output
     model = from_pretrained(out)
     assert isinstance(model, DactBertForSequenceClassification)
@@ -55,3 +55,16 @@ def test_ponder_cost_falls_with_a_large_coefficient(base_dir):
     large = histories[1.0]
     assert large[-1] < large[0] - 0.5, large
     assert large[-1] < histories[0.0][-1] - 0.5
+
+
+def test_exit_warmup_lowers_the_exit_losses_and_leaves_halting_units_alone(base_dir):
+    torch.manual_seed(0)
+    batch = toy_batch()
+    model = dact_from_finetuned(from_pretrained(base_dir), 1.0, 32)
+    units = {id(p) for p in model.early_exit.halting_units.parameters()}
+    before = [p.clone() for p in model.early_exit.halting_units.parameters()]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if id(p) not in units], lr=5e-3)
+    step = make_exit_warmup_step(model, optimizer, None)
+    losses = [step(batch, 0)["exit_ce"] for _ in range(10)]
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert all(torch.equal(a, b) for a, b in zip(before, model.early_exit.halting_units.parameters()))

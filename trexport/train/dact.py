@@ -2,9 +2,14 @@
 from a fine-tuned full model, as DACT-MAC starts from a fixed-depth one.
 
 Every exit classifier starts as a copy of the fine-tuned classifier; the halting units start at zero
-weight, so h_n = sigmoid(halting_bias) at first. All weights then train (every layer run, no halting)
-on the NLL of the accumulated answer plus ``ponder_cost`` * sum_n p_n; the exit classifiers and halting
-units use their own learning rate. Halting applies at evaluation (dev reports the real depth).
+weight, so h_n = sigmoid(halting_bias) at first. With ``exit_warmup_epochs`` > 0 the exit classifiers
+(and the encoder) first train on the mean cross entropy of every layer's exit, halting units untouched,
+so that early exits are worth stopping at before the ponder cost pushes mass to them; without it a
+ponder cost large enough to matter spends all mass at layer 0, whose exit is near chance, and training
+settles there (measured on SST-2: dev accuracy 56%, the majority class). Then all weights train (every
+layer run, no halting) on the NLL of the accumulated answer plus ``ponder_cost`` * sum_n p_n; the exit
+classifiers and halting units use their own learning rate. Halting applies at evaluation (dev reports
+the real depth).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class DactOptions(TrainOptions):
     ponder_cost: float = 0.01
     halting_bias: float = 1.0
     head_lr: float = 1e-3
+    exit_warmup_epochs: int = 0
 
 
 def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int) -> DactBertForSequenceClassification:
@@ -70,6 +76,24 @@ def make_step(model: DactBertForSequenceClassification, optimizer, scheduler, po
     return step
 
 
+def make_exit_warmup_step(model: DactBertForSequenceClassification, optimizer, scheduler):
+    """Returns ``step(batch, epoch) -> stats``: the mean over layers of each exit's cross entropy."""
+
+    def step(batch: TensorBatch, epoch: int) -> dict:
+        model.train()
+        out = model(*batch.inputs())
+        layers = out.exit_logits.shape[1]
+        loss = sum(nn.functional.cross_entropy(out.exit_logits[:, n], batch.labels) for n in range(layers)) / layers
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return {"exit_ce": loss.item()}
+
+    return step
+
+
 def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr: float) -> torch.optim.Optimizer:
     heads = list(model.early_exit.parameters())
     head_ids = {id(p) for p in heads}
@@ -85,9 +109,17 @@ def train_dact(options: DactOptions, log=print) -> Path:
     finetuned, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
     model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length)
     trainer = Trainer(model, options, log)
+    stages = []
+    if options.exit_warmup_epochs > 0:
+        units = {id(p) for p in model.early_exit.halting_units.parameters()}
+        warm = torch.optim.AdamW([p for p in model.parameters() if id(p) not in units], lr=options.lr, weight_decay=0.01)
+        warm_steps = options.exit_warmup_epochs * -(-len(train.examples) // options.batch_size)
+        warm_scheduler = linear_schedule(warm, warm_steps)
+        stages.append(Stage("exits", options.exit_warmup_epochs, train, options.batch_size,
+                            make_exit_warmup_step(model, warm, warm_scheduler), [warm], [warm_scheduler]))
     optimizer = head_optimizer(model, options.lr, options.head_lr)
     scheduler = linear_schedule(optimizer, options.epochs * -(-len(train.examples) // options.batch_size))
     step = make_step(model, optimizer, scheduler, options.ponder_cost)
-    stage = Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler],
-                  dev_stage_hook(trainer, model, dev, options.batch_size))
-    return trainer.run_and_save([stage], tokenizer_dir=base)
+    stages.append(Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler],
+                        dev_stage_hook(trainer, model, dev, options.batch_size)))
+    return trainer.run_and_save(stages, tokenizer_dir=base)
