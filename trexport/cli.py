@@ -255,6 +255,33 @@ def train_dact(**kwargs) -> None:
     run(DactOptions(**vars(options), **extra), log=_log)
 
 
+@train.command("pabee")
+@_train_options(2e-5)
+@click.option("--patience", default=2, show_default=True, help="Layers the prediction must stay unchanged to exit (stored in config.json).")
+@click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers.")
+@_one_line_errors
+def train_pabee(**kwargs) -> None:
+    """PABEE: an exit classifier per layer, layer-weighted cross entropy; exit on patience."""
+    _train_early_exit("pabee", kwargs)
+
+
+def _train_early_exit(method: str, kwargs: dict) -> None:
+    from trexport.train.early_exit import EarlyExitOptions, train_early_exit
+
+    options, extra = _options(kwargs)
+    train_early_exit(EarlyExitOptions(**vars(options), **extra, method=method), log=_log)
+
+
+@train.command("deebert")
+@_train_options(2e-5)
+@click.option("--entropy-threshold", default=0.3, show_default=True, help="Exit once a highway's entropy (nats) is below this (stored in config.json).")
+@click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the highways.")
+@_one_line_errors
+def train_deebert(**kwargs) -> None:
+    """DeeBERT: highways on the frozen fine-tuned encoder; exit on low entropy."""
+    _train_early_exit("deebert", kwargs)
+
+
 @main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Labelled JSON Lines (.jsonl or .jsonl.gz).")

@@ -207,6 +207,15 @@ def num_labels_of(*batchers: Batcher) -> int:
     return max(2, 1 + max(e.label for b in batchers for e in b.examples))
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler=None) -> None:
+    """Backpropagate ``loss``, step ``optimizer`` and then ``scheduler`` (if any)."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.06):
     """Linear warm-up over ``warmup`` of the steps, then linear decay to 0."""
     warm = max(1, int(total_steps * warmup))

@@ -28,6 +28,7 @@ from trexport.train.common import (
     Trainer,
     TrainOptions,
     linear_schedule,
+    optimizer_step,
     start_from_base,
 )
 from trexport.train.finetune import dev_stage_hook
@@ -66,11 +67,7 @@ def make_step(model: DactBertForSequenceClassification, optimizer, scheduler, po
         out = model(*batch.inputs())
         nll = nn.functional.nll_loss(out.logits, batch.labels)
         ponder = out.ponder_cost.mean()
-        optimizer.zero_grad()
-        (nll + ponder_cost * ponder).backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        optimizer_step(nll + ponder_cost * ponder, optimizer, scheduler)
         return {"nll": nll.item(), "ponder": ponder.item()}
 
     return step
@@ -84,11 +81,7 @@ def make_exit_warmup_step(model: DactBertForSequenceClassification, optimizer, s
         out = model(*batch.inputs())
         layers = out.exit_logits.shape[1]
         loss = sum(nn.functional.cross_entropy(out.exit_logits[:, n], batch.labels) for n in range(layers)) / layers
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        optimizer_step(loss, optimizer, scheduler)
         return {"exit_ce": loss.item()}
 
     return step
