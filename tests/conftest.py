@@ -80,7 +80,8 @@ def tiny_model_dir(tmp_path, minilm_dir):
     return make
 
 
-def tiny_depth_model(depth: str, width: str = "none", seed: int = 0, vocab_size: int = 99, num_hidden_layers: int = 4):
+def tiny_depth_model(depth: str, width: str = "none", seed: int = 0, vocab_size: int = 99, num_hidden_layers: int = 4,
+                     exit_pooling: str = "cls"):
     """A tiny eval-mode early-exit model whose exits really halt at mixed depths.
 
     ``depth``: ``"dact_bert"``, ``"pabee"`` or ``"deebert"``; ``width``: a ``token_reduction.method``.
@@ -91,6 +92,7 @@ def tiny_depth_model(depth: str, width: str = "none", seed: int = 0, vocab_size:
 
     section = {"dact_bert": default_dact_bert_config(-2.0), "pabee": default_pabee_config(1),
                "deebert": default_deebert_config(0.6)}[depth]
+    section.exit_pooling = exit_pooling
     torch.manual_seed(seed)
     config = dataclasses.replace(tiny_config(width, vocab_size=vocab_size, num_hidden_layers=num_hidden_layers),
                                  adaptive_depth=section)

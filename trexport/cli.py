@@ -245,6 +245,7 @@ def train_adapler(**kwargs) -> None:
 @click.option("--ponder-cost", default=0.01, show_default=True, help="Coefficient of the ponder cost sum_n p_n.")
 @click.option("--halting-bias", default=1.0, show_default=True, help="Constant added to each halting logit (stored in config.json).")
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers and halting units.")
+@click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--exit-warmup-epochs", default=0, show_default=True, help="Epochs training every exit classifier (cross entropy) before DACT's stage.")
 @_one_line_errors
 def train_dact(**kwargs) -> None:
@@ -258,6 +259,7 @@ def train_dact(**kwargs) -> None:
 @train.command("pabee")
 @_train_options(2e-5)
 @click.option("--patience", default=2, show_default=True, help="Layers the prediction must stay unchanged to exit (stored in config.json).")
+@click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers.")
 @_one_line_errors
 def train_pabee(**kwargs) -> None:
@@ -275,6 +277,7 @@ def _train_early_exit(method: str, kwargs: dict) -> None:
 @train.command("deebert")
 @_train_options(2e-5)
 @click.option("--entropy-threshold", default=0.3, show_default=True, help="Exit once a highway's entropy (nats) is below this (stored in config.json).")
+@click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the highways.")
 @_one_line_errors
 def train_deebert(**kwargs) -> None:

@@ -16,8 +16,8 @@ from trexport.exporter import convert
 from trexport.runtime import ReducedClassifier, read_jsonl
 
 LAYERS = 3
-CASES = {"dact": ("dact_bert", "none"), "pabee": ("pabee", "none"), "deebert": ("deebert", "none"),
-         "dact_adapler": ("dact_bert", "adapler")}
+CASES = {"dact": ("dact_bert", "none", "cls"), "pabee": ("pabee", "none", "cls"), "deebert": ("deebert", "none", "mean"),
+         "dact_adapler": ("dact_bert", "adapler", "mean")}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def graphs(tmp_path_factory, texts):
 
     root = tmp_path_factory.mktemp("depth")
     out = {}
-    for name, (depth, width) in CASES.items():
-        model = tiny_depth_model(depth, width, vocab_size=MINILM_VOCAB, num_hidden_layers=LAYERS)
+    for name, (depth, width, pooling) in CASES.items():
+        model = tiny_depth_model(depth, width, vocab_size=MINILM_VOCAB, num_hidden_layers=LAYERS, exit_pooling=pooling)
         model.save_pretrained(root / name, tokenizer_dir=pretrained_minilm_dir())
         result = convert(root / name, root / f"{name}.onnx", ops="standard",
                          parity_data=[e for e in read_jsonl("samples/sst2/validation.jsonl.gz", limit=40)])

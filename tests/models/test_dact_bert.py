@@ -129,7 +129,7 @@ def test_save_load_round_trip_and_config(tmp_path):
     model.save_pretrained(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["model_type"] == "dact_bert"
-    assert data["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -2.5}
+    assert data["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -2.5, "exit_pooling": "cls"}
     loaded = from_pretrained(tmp_path)
     assert isinstance(loaded, DactBertForSequenceClassification)
     ids, mask, _ = ragged()

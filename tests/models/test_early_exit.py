@@ -73,13 +73,14 @@ def test_pabee_patience_zero_and_deebert_threshold_zero_run_every_layer():
         torch.testing.assert_close(model(ids, mask).logits, out.logits, atol=1e-6, rtol=0)
 
 
-CASES = [("dact_bert", "none"), ("pabee", "none"), ("deebert", "none"), ("dact_bert", "adapler"), ("pabee", "tr_bert")]
+CASES = [("dact_bert", "none", "cls"), ("pabee", "none", "cls"), ("deebert", "none", "cls"), ("dact_bert", "adapler", "mean"),
+         ("pabee", "tr_bert", "cls"), ("pabee", "none", "mean"), ("deebert", "none", "mean")]
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("depth, width", CASES)
-def test_batch_gives_each_example_its_batch_1_result(depth, width):
-    model = tiny_depth_model(depth, width)
+@pytest.mark.parametrize("depth, width, pooling", CASES)
+def test_batch_gives_each_example_its_batch_1_result(depth, width, pooling):
+    model = tiny_depth_model(depth, width, exit_pooling=pooling)
     ids, mask, lengths = ragged(seed=3)
     out = model(ids, mask)
     for row in range(ids.shape[0]):
@@ -108,7 +109,7 @@ def test_save_load_round_trip_of_a_combined_model(tmp_path):
     model.save_pretrained(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["token_reduction"]["method"] == "adapler"
-    assert data["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -2.0}
+    assert data["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -2.0, "exit_pooling": "cls"}
     loaded = from_pretrained(tmp_path)
     assert isinstance(loaded, AdaplerForSequenceClassification) and loaded.early_exit is not None
     ids, mask, _ = ragged()
@@ -116,3 +117,13 @@ def test_save_load_round_trip_of_a_combined_model(tmp_path):
         a, b = loaded(ids, mask), model(ids, mask)
     torch.testing.assert_close(a.logits, b.logits, atol=0, rtol=0)
     assert torch.equal(a.layers_run, b.layers_run)
+
+
+@torch.no_grad()
+def test_mean_exit_pooling_reads_the_token_mean():
+    model = tiny_depth_model("pabee", exit_pooling="mean")
+    ids, mask, lengths = ragged(seed=2)
+    out = model(ids, mask)
+    hidden = layer_outputs(model, ids[1:2, : int(lengths[1])], mask[1:2, : int(lengths[1])])[0]
+    expected = model.early_exit.exit_classifiers[0](model.bert.pooler(hidden.mean(dim=1, keepdim=True)))
+    torch.testing.assert_close(out.exit_logits[1, 0], expected[0], atol=1e-5, rtol=0)

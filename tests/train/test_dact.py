@@ -24,7 +24,7 @@ def test_dact_cli_writes_a_dact_model_dir_and_evaluate_reports_depth(toy_data, b
     model = from_pretrained(out)
     assert isinstance(model, DactBertForSequenceClassification)
     config = json.loads((out / "config.json").read_text())
-    assert config["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -4.0}
+    assert config["adaptive_depth"] == {"method": "dact_bert", "halting_bias": -4.0, "exit_pooling": "cls"}
     assert config["token_reduction"]["method"] == "none"
     report = tmp_path / "r.json"
     result = run_cli("evaluate", out, "--data", dev, "--json", report)

@@ -17,11 +17,11 @@ def test_cli_writes_pabee_and_deebert_model_dirs(toy_data, base_dir, tmp_path):
                                      ("deebert", "--entropy-threshold", 0.5, DeeBertForSequenceClassification)):
         out = tmp_path / method
         result = run_cli("train", method, "--data", train, "--dev", dev, "--out", out, "--base", base_dir, "--epochs", 1,
-                         "--batch-size", 8, "--max-length", 32, flag, value)
+                         "--batch-size", 8, "--max-length", 32, flag, value, "--exit-pooling", "mean")
         assert result.exit_code == 0, result.output
         assert isinstance(from_pretrained(out), cls)
         section = json.loads((out / "config.json").read_text())["adaptive_depth"]
-        assert section == {"method": method, flag[2:].replace("-", "_"): value}
+        assert section == {"method": method, flag[2:].replace("-", "_"): value, "exit_pooling": "mean"}
 
 
 def test_losses_fall_and_deebert_leaves_the_encoder_alone(base_dir):

@@ -246,7 +246,7 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         hidden_states, mask = self.select(index, hidden_states, mask)
         kept = mask.sum(dim=1)
         hidden_states = self.bert.encoder.layer[index](hidden_states, extended_attention_mask(mask, hidden_states.dtype))
-        state, exit_logits, halt = self.early_exit.step(index, hidden_states, state, knobs, self)
+        state, exit_logits, halt = self.early_exit.step(index, hidden_states, mask, state, knobs, self)
         return hidden_states, mask, kept, state, exit_logits, halt
 
     def classify_adaptive(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, knobs=None):

@@ -30,9 +30,9 @@ HALTING_BIAS = 1.0
 DactOutput = AdaptiveDepthOutput
 
 
-def default_dact_bert_config(halting_bias: float = HALTING_BIAS) -> AdaptiveDepthConfig:
+def default_dact_bert_config(halting_bias: float = HALTING_BIAS, exit_pooling: str = "cls") -> AdaptiveDepthConfig:
     """The ``adaptive_depth`` section of DACT-BERT; ``halting_bias`` offsets every halting unit."""
-    return AdaptiveDepthConfig(method="dact_bert", halting_bias=float(halting_bias))
+    return AdaptiveDepthConfig(method="dact_bert", halting_bias=float(halting_bias), exit_pooling=exit_pooling)
 
 
 def should_halt(answer: torch.Tensor, p: torch.Tensor, remaining: int) -> torch.Tensor:
@@ -68,9 +68,9 @@ class DactHalting(ExitRule):
         ones = like.new_ones(batch_size)
         return like.new_zeros(batch_size, self.config.num_labels), ones, ones.clone()
 
-    def step(self, index, hidden_states, state, knobs, model):
+    def step(self, index, hidden_states, mask, state, knobs, model):
         answer, p, ponder = state
-        pooled = model.dropout(model.bert.pooler(hidden_states))
+        pooled = self.pooled(index, hidden_states, mask, model)
         head_logits = self.head(index, model)(pooled)
         y = torch.softmax(head_logits, dim=-1)
         answer = y * p[:, None] + answer * (1.0 - p[:, None])

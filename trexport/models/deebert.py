@@ -20,9 +20,9 @@ from trexport.models.early_exit import ExitRule, State, register_exit_rule
 ENTROPY_THRESHOLD = 0.3
 
 
-def default_deebert_config(entropy_threshold: float | list[float] = ENTROPY_THRESHOLD) -> AdaptiveDepthConfig:
+def default_deebert_config(entropy_threshold: float | list[float] = ENTROPY_THRESHOLD, exit_pooling: str = "cls") -> AdaptiveDepthConfig:
     """The ``adaptive_depth`` section of DeeBERT."""
-    return AdaptiveDepthConfig(method="deebert", entropy_threshold=entropy_threshold)
+    return AdaptiveDepthConfig(method="deebert", entropy_threshold=entropy_threshold, exit_pooling=exit_pooling)
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -52,11 +52,11 @@ class EntropyExit(ExitRule):
         values = self.config.adaptive_depth.entropy_thresholds(self.config.num_hidden_layers)
         return (torch.tensor(values, dtype=torch.float32),)
 
-    def step(self, index, hidden_states, state, knobs, model):
+    def step(self, index, hidden_states, mask, state, knobs, model):
         if self.is_last(index):
             logits = model.classifier(model.dropout(model.bert.pooler(hidden_states)))
             return (logits,), logits, torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
-        pooled = torch.tanh(self.highway_poolers[index](hidden_states[:, 0]))
+        pooled = torch.tanh(self.highway_poolers[index](self.exit_input(hidden_states, mask)[:, 0]))
         logits = self.exit_classifiers[index](model.dropout(pooled))
         (thresholds,) = knobs
         return (logits,), logits, entropy(logits) < thresholds[index]

@@ -70,6 +70,7 @@ class ExitRule(nn.Module):
         self,
         index: int,
         hidden_states: torch.Tensor,
+        mask: torch.Tensor,
         state: State,
         knobs: tuple[torch.Tensor, ...],
         model: "TokenReductionForSequenceClassification",
@@ -78,6 +79,7 @@ class ExitRule(nn.Module):
 
         Args:
             hidden_states: float32 ``(batch_size, n, hidden_size)``, the layer's output.
+            mask: int64 ``(batch_size, n)``, 1 for the tokens in the sequence.
             model: the classifier, for its shared pooler and last-layer ``classifier``.
 
         Returns:
@@ -96,6 +98,22 @@ class ExitRule(nn.Module):
 
     def is_last(self, index: int) -> bool:
         return index == self.config.num_hidden_layers - 1
+
+    def pooled(self, index: int, hidden_states: torch.Tensor, mask: torch.Tensor, model) -> torch.Tensor:
+        """The shared pooler's output (after dropout) for the exit after layer ``index``: from [CLS], or
+        from the mean over the sequence's tokens when ``exit_pooling == "mean"`` (not after the last
+        layer, whose head is the model's own)."""
+        if not self.is_last(index):
+            hidden_states = self.exit_input(hidden_states, mask)
+        return model.dropout(model.bert.pooler(hidden_states))
+
+    def exit_input(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden_states`` itself for ``exit_pooling == "cls"``; else the masked mean over tokens,
+        float32 ``(batch_size, 1, hidden_size)``, which a [CLS] pooler then reads as its first token."""
+        if self.config.adaptive_depth.exit_pooling != "mean":
+            return hidden_states
+        weights = mask.to(hidden_states.dtype)[:, :, None]
+        return (hidden_states * weights).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
 
     def head(self, index: int, model: "TokenReductionForSequenceClassification") -> nn.Linear:
         """The exit classifier after layer ``index``; the model's own ``classifier`` after the last."""

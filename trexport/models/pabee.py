@@ -20,9 +20,9 @@ from trexport.models.early_exit import ExitRule, State, register_exit_rule
 PATIENCE = 2
 
 
-def default_pabee_config(patience: int = PATIENCE) -> AdaptiveDepthConfig:
+def default_pabee_config(patience: int = PATIENCE, exit_pooling: str = "cls") -> AdaptiveDepthConfig:
     """The ``adaptive_depth`` section of PABEE."""
-    return AdaptiveDepthConfig(method="pabee", patience=int(patience))
+    return AdaptiveDepthConfig(method="pabee", patience=int(patience), exit_pooling=exit_pooling)
 
 
 @register_exit_rule("pabee")
@@ -46,10 +46,10 @@ class PatienceExit(ExitRule):
     def knobs(self) -> tuple[torch.Tensor, ...]:
         return (torch.tensor(int(self.config.adaptive_depth.patience), dtype=torch.int64),)
 
-    def step(self, index, hidden_states, state, knobs, model):
+    def step(self, index, hidden_states, mask, state, knobs, model):
         _, previous, streak = state
         (patience,) = knobs
-        logits = self.head(index, model)(model.dropout(model.bert.pooler(hidden_states)))
+        logits = self.head(index, model)(self.pooled(index, hidden_states, mask, model))
         prediction = logits.argmax(dim=-1)
         streak = torch.where(prediction == previous, streak + 1, torch.zeros_like(streak))
         halt = (patience > 0) & (streak >= patience)

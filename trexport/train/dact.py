@@ -43,11 +43,13 @@ class DactOptions(TrainOptions):
     halting_bias: float = 1.0
     head_lr: float = 1e-3
     exit_warmup_epochs: int = 0
+    exit_pooling: str = "cls"
 
 
-def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int) -> DactBertForSequenceClassification:
+def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int, exit_pooling: str = "cls") -> DactBertForSequenceClassification:
     """A DACT-BERT with the fine-tuned encoder and classifier; every exit head a copy of the classifier."""
-    config = dataclasses.replace(finetuned.config, max_length=max_length, adaptive_depth=default_dact_bert_config(halting_bias))
+    config = dataclasses.replace(finetuned.config, max_length=max_length,
+                                 adaptive_depth=default_dact_bert_config(halting_bias, exit_pooling))
     model = DactBertForSequenceClassification(config)
     model.load_state_dict(finetuned.state_dict(), strict=False)
     with torch.no_grad():
@@ -100,7 +102,7 @@ def train_dact(options: DactOptions, log=print) -> Path:
     """Train DACT-BERT from the fine-tuned model dir ``options.base``; write ``options.out``."""
     start = start_from_base(options, log)
     finetuned, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
-    model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length)
+    model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length, options.exit_pooling)
     trainer = Trainer(model, options, log)
     stages = []
     if options.exit_warmup_epochs > 0:

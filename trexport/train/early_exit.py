@@ -35,12 +35,13 @@ class EarlyExitOptions(TrainOptions):
     head_lr: float = 1e-3
     patience: int = 2
     entropy_threshold: float = 0.3
+    exit_pooling: str = "cls"
 
 
 def early_exit_from_finetuned(finetuned: nn.Module, options: EarlyExitOptions) -> nn.Module:
     """A PABEE or DeeBERT model with the fine-tuned encoder; every exit head a copy of the classifier."""
-    section = (default_pabee_config(options.patience) if options.method == "pabee"
-               else default_deebert_config(options.entropy_threshold))
+    section = (default_pabee_config(options.patience, options.exit_pooling) if options.method == "pabee"
+               else default_deebert_config(options.entropy_threshold, options.exit_pooling))
     config = dataclasses.replace(finetuned.config, max_length=options.max_length, adaptive_depth=section)
     model = model_class(config)(config)
     model.load_state_dict(finetuned.state_dict(), strict=False)
