@@ -2,7 +2,8 @@
 every layer computed, on the same tokenized batches, in one process (no torch).
 
 Both forms run through :class:`~trexport.runtime.session.ReducedClassifier` with the same session
-options. Each batch is timed in both forms back to back, ``repeats`` times, and the fastest time of each
+options, thread spinning off for both (with it on, the idle sessions' spinning threads took the cores:
+a 6-layer MiniLM sentence at batch 1 took 36 ms instead of about 4). Each batch is timed in both forms back to back, ``repeats`` times, and the fastest time of each
 batch counts, so a noisy neighbour slows both forms alike. Tokenizing is done once up front and is not
 timed. Each batch's outputs are compared between the forms (labels and layers run must agree).
 """
@@ -61,8 +62,9 @@ def bench_depth(
     """
     from trexport.errors import InputError
 
-    forms = {"all": ReducedClassifier(graph, intra_op_num_threads=threads, depth="all"),
-             "adaptive": ReducedClassifier(graph, intra_op_num_threads=threads, depth="adaptive")}
+    # Same options for both forms; no spinning, so that idle sessions' threads leave the cores free.
+    forms = {"all": ReducedClassifier(graph, intra_op_num_threads=threads, depth="all", allow_spinning=False),
+             "adaptive": ReducedClassifier(graph, intra_op_num_threads=threads, depth="adaptive", allow_spinning=False)}
     if not forms["all"].adaptive:
         raise InputError(f"{graph}: has a fixed depth; bench-depth needs a graph with adaptive_depth")
     tokenizer = forms["all"].tokenizer

@@ -88,6 +88,9 @@ class ReducedClassifier:
             (same outputs, no saving: the baseline).
         knobs: adaptive-depth graphs only: overrides of the exit rule's run-time settings
             (``{"patience": 3}`` for PABEE, ``{"entropy_threshold": 0.2}`` for DeeBERT).
+        allow_spinning: let ORT's idle intra-op threads spin. Default: yes for one session, no when
+            the classifier drives segments (each segment is a session with its own thread pool, and
+            spinning pools of idle segments would take the cores from the running one).
 
     Raises:
         InputError: missing graph, metadata, tokenizer or segment file; a bad ``depth`` or knob.
@@ -101,6 +104,7 @@ class ReducedClassifier:
         intra_op_num_threads: int = 0,
         depth: str = "adaptive",
         knobs: Mapping[str, object] | None = None,
+        allow_spinning: bool | None = None,
     ):
         self.path = Path(onnx_path)
         self.meta = load_metadata(self.path)
@@ -121,6 +125,10 @@ class ReducedClassifier:
             raise InputError(f"{self.path}: has a fixed depth; exit settings ({', '.join(knobs)}) do not apply")
         self.knobs = knob_feeds(self.meta, knobs) if self.adaptive else {}
         self.depth = depth if self.adaptive else "all"
+        if allow_spinning is None:
+            allow_spinning = self.depth != "adaptive"
+        if not allow_spinning:
+            self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = self._session(self.path)
         self.segments = None
         if self.depth == "adaptive":
