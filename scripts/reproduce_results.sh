@@ -43,7 +43,8 @@ case "$DATASET" in
         EVAL_LIMIT=${EVAL_LIMIT:-5000}; TR_ALPHA=${TR_ALPHA:-1.0} ;;
     *) echo "unknown dataset $DATASET (sst2 or imdb)" >&2; exit 2 ;;
 esac
-AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} DACT_PONDER=${DACT_PONDER:-0.01} DACT_BIAS=${DACT_BIAS:-1.0}
+AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} DACT_PONDER=${DACT_PONDER:-0.2} DACT_BIAS=${DACT_BIAS:-0.0}
+EXIT_POOLING=${EXIT_POOLING:-mean}  # all-MiniLM-L6-v2's [CLS] is constant before layer 4 (docs/results.md)
 mkdir -p "$OUT/data" "$OUT/results"
 
 # 1. Held-out selection dev set and the training pool (disjoint), written once.
@@ -81,7 +82,8 @@ train() {  # train RECIPE DIR ARGS...
     if [ -f "$dir/model.safetensors" ]; then touch "$dir/.done"; fi
 }
 train finetune "$OUT/finetuned" $COMMON $(limit "$FT_LIMIT") --lr 5e-5
-train dact "$OUT/dact" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" --halting-bias "$DACT_BIAS"
+train dact "$OUT/dact" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" --halting-bias "$DACT_BIAS" \
+    --exit-warmup-epochs 1 --exit-pooling "$EXIT_POOLING"
 train adapler "$OUT/adapler" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
 train tr-bert "$OUT/tr_bert" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
 
