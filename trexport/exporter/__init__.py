@@ -208,8 +208,7 @@ def convert(
                 from trexport.runtime.depth import SegmentRunner, knob_feeds
 
                 seg_sessions = [ort.InferenceSession(str(staging / n), options, providers=["CPUExecutionProvider"]) for n in segment_names]
-                runner = SegmentRunner([_named_run(s) for s in seg_sessions], [[i.name for i in s.get_inputs()] for s in seg_sessions],
-                                       model.early_exit.state_names)
+                runner = SegmentRunner.from_sessions(seg_sessions, model.early_exit.state_names)
                 report = depth.validate_depth(model, session, runner, cases, export_config.atol, knob_feeds(meta))
             else:
                 report = validate(model, session, cases, export_config.atol, full=full)
@@ -255,10 +254,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def _named_run(session: ort.InferenceSession):
-    names = [o.name for o in session.get_outputs()]
-    return lambda feeds: dict(zip(names, session.run(names, feeds)))
 
 
 def _staging_dir(out_path: Path) -> Path:

@@ -193,26 +193,19 @@ class TokenReductionForSequenceClassification(ReductionPreTrainedModel):
         """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        hidden_states = self.bert.embeddings(input_ids, token_type_ids)
+        return self.classify(self.bert.embeddings(input_ids, token_type_ids), attention_mask, knobs)
+
+    def classify(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, knobs=None) -> ReductionOutput:
+        """Run the encoder and head from the embedding output float32 ``(batch_size, seq_len, hidden_size)``
+        (``knobs``: adaptive-depth models only, see :meth:`forward`)."""
         if self.early_exit is not None:
             return self.classify_adaptive(hidden_states, attention_mask, knobs)
-        return self.classify(hidden_states, attention_mask)
-
-    def classify(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> ReductionOutput:
-        """Run the encoder and head from the embedding output float32 ``(batch_size, seq_len, hidden_size)``."""
-        if self.early_exit is not None:
-            return self.classify_adaptive(hidden_states, attention_mask)
         mask = attention_mask
         additive = extended_attention_mask(mask, hidden_states.dtype)
         kept = []
         for index, layer in enumerate(self.bert.encoder.layer):
             if self.reduction_enabled and index in self.selection_layers:
-                scores = self.score_tokens(index, hidden_states, mask)
-                if self.remove_tokens:
-                    selection = select_tokens(hidden_states, scores, mask, self.keep_rule(index))
-                    hidden_states, mask = selection.hidden_states, selection.attention_mask
-                else:
-                    mask = keep_mask(scores, mask, self.keep_rule(index)).to(mask.dtype)
+                hidden_states, mask = self.select(index, hidden_states, mask)
                 additive = extended_attention_mask(mask, hidden_states.dtype)
             kept.append(mask.sum(dim=1))
             hidden_states = layer(hidden_states, additive)

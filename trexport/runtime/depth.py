@@ -76,6 +76,11 @@ class SegmentRunner:
     def __init__(self, runs: Sequence[Callable[[dict], dict]], input_names: Sequence[Sequence[str]], state_names: Sequence[str]):
         self.runs, self.input_names, self.state_names = list(runs), [tuple(n) for n in input_names], tuple(state_names)
 
+    @classmethod
+    def from_sessions(cls, sessions: Sequence, state_names: Sequence[str]) -> "SegmentRunner":
+        """A runner over ONNX Runtime sessions, one per layer, each run for all of its outputs by name."""
+        return cls([_named_run(s) for s in sessions], [[i.name for i in s.get_inputs()] for s in sessions], state_names)
+
     def __call__(self, feeds: Mapping[str, np.ndarray], knobs: Mapping[str, np.ndarray]) -> DepthResult:
         """Run one tokenized batch (``input_ids``, ``attention_mask``, ``token_type_ids``, int64
         ``(batch_size, seq_len)``) with the given knob inputs."""
@@ -104,6 +109,11 @@ class SegmentRunner:
             for name in self.state_names:
                 current[name] = out["next_" + name][go_on]
         return DepthResult(logits, kept, layers_run)
+
+
+def _named_run(session) -> Callable[[dict], dict]:
+    names = [o.name for o in session.get_outputs()]
+    return lambda feeds: dict(zip(names, session.run(names, feeds)))
 
 
 def _trailing_width(mask: np.ndarray) -> int:

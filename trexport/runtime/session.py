@@ -133,11 +133,7 @@ class ReducedClassifier:
         self.segments = None
         if self.depth == "adaptive":
             sessions = [self._session(p) for p in segment_paths(self.path, self.meta)]
-            self.segments = SegmentRunner(
-                [_named_run(s) for s in sessions],
-                [[i.name for i in s.get_inputs()] for s in sessions],
-                self.meta["adaptive_depth"]["state_names"],
-            )
+            self.segments = SegmentRunner.from_sessions(sessions, self.meta["adaptive_depth"]["state_names"])
         self.id2label = {int(k): v for k, v in self.meta["id2label"].items()}
 
     def _session(self, path: Path) -> ort.InferenceSession:
@@ -206,11 +202,3 @@ class ReducedClassifier:
                 )
         return results  # type: ignore[return-value]
 
-
-def _named_run(session: ort.InferenceSession):
-    names = [o.name for o in session.get_outputs()]
-
-    def run(feeds: dict) -> dict:
-        return dict(zip(names, session.run(names, feeds)))
-
-    return run
