@@ -83,13 +83,18 @@ class SegmentRunner:
 
     def __call__(self, feeds: Mapping[str, np.ndarray], knobs: Mapping[str, np.ndarray]) -> DepthResult:
         """Run one tokenized batch (``input_ids``, ``attention_mask``, ``token_type_ids``, int64
-        ``(batch_size, seq_len)``) with the given knob inputs."""
+        ``(batch_size, seq_len)``) with the given knob inputs.
+
+        While no example has halted, a segment's outputs feed the next one as they are (no row
+        gathers, no copies): at batch 1 that is every segment but the last one run. Rows are gathered
+        only after a segment in which some, but not all, of them halted.
+        """
         n_layers = len(self.runs)
         batch_size = feeds["input_ids"].shape[0]
         logits = None
         kept = np.zeros((batch_size, n_layers), dtype=np.int64)
         layers_run = np.zeros(batch_size, dtype=np.int64)
-        rows = np.arange(batch_size)
+        rows = slice(None)  # the batch rows still running: all of them, or an index array
         current = dict(feeds)
         for index, run in enumerate(self.runs):
             out = run({name: (current[name] if name in current else knobs[name]) for name in self.input_names[index]})
@@ -98,16 +103,23 @@ class SegmentRunner:
             halted = out["halted"].astype(bool)
             if logits is None:
                 logits = np.zeros((batch_size, out["logits"].shape[1]), dtype=np.float32)
-            logits[rows[halted]] = out["logits"][halted]
             if halted.all():
+                logits[rows] = out["logits"]
                 break
-            go_on = ~halted
-            rows = rows[go_on]
-            mask = out["next_attention_mask"][go_on]
+            mask = out["next_attention_mask"]
+            if halted.any():
+                go_on = np.flatnonzero(~halted)
+                active = np.arange(batch_size)[rows]
+                logits[active[halted]] = out["logits"][halted]
+                rows = active[go_on]
+                current = {name: out["next_" + name][go_on] for name in ("hidden_states", *self.state_names)}
+                mask = mask[go_on]
+            else:
+                current = {name: out["next_" + name] for name in ("hidden_states", *self.state_names)}
             width = _trailing_width(mask)
-            current = {"hidden_states": out["next_hidden_states"][go_on, :width], "attention_mask": mask[:, :width]}
-            for name in self.state_names:
-                current[name] = out["next_" + name][go_on]
+            if width < mask.shape[1]:
+                current["hidden_states"], mask = current["hidden_states"][:, :width], mask[:, :width]
+            current["attention_mask"] = mask
         return DepthResult(logits, kept, layers_run)
 
 
@@ -118,6 +130,8 @@ def _named_run(session) -> Callable[[dict], dict]:
 
 def _trailing_width(mask: np.ndarray) -> int:
     """Columns up to the last one any row still uses (padding and dropped tokens sit at the end)."""
+    if mask[:, -1].any():
+        return mask.shape[1]
     used = np.flatnonzero(mask.any(axis=0))
     return int(used[-1]) + 1 if used.size else 1
 
