@@ -206,6 +206,12 @@ def train_finetune(**kwargs) -> None:
     finetune(options, log=_log)
 
 
+_tolerance_option = click.option(
+    "--tolerance", default=0.01, show_default=True,
+    help="Dev accuracy (a fraction) the selected epoch may lose vs the fine-tuned base; the written model is the "
+         "epoch with the best dev FLOPs speedup within it.")
+
+
 @train.command("tr-bert")
 @_train_options(2e-5)
 @click.option("--alpha", default=1.0, show_default=True, help="Length penalty of the reward in the RL stage.")
@@ -214,6 +220,7 @@ def train_finetune(**kwargs) -> None:
 @click.option("--samples", default=8, show_default=True, help="Bernoulli samples per example.")
 @click.option("--guide-rate", default=0.2, show_default=True, help="Share of RL steps with one imitation sample.")
 @click.option("--temperature", default=1.0, show_default=True, help="Distillation temperature of the joint stage.")
+@_tolerance_option
 @_one_line_errors
 def train_tr_bert(**kwargs) -> None:
     """TR-BERT: heuristic scores, REINFORCE on the frozen encoder, then joint training with distillation."""
@@ -230,7 +237,7 @@ def train_tr_bert(**kwargs) -> None:
 @click.option("--predictor-lr", default=1e-3, show_default=True, help="Learning rate of the contribution predictors.")
 @click.option("--eta-lr", default=1e-2, show_default=True, help="Learning rate of eta.")
 @click.option("--sharpness", default=10.0, show_default=True, help="Soft-removal lambda of epoch 1 (x10 each epoch).")
-@click.option("--tolerance", default=0.01, show_default=True, help="Dev accuracy the selected epoch may lose vs the base.")
+@_tolerance_option
 @_one_line_errors
 def train_adapler(**kwargs) -> None:
     """AdapLeR: saliency targets, contribution predictors + eta with soft removal, dev model selection."""
@@ -247,6 +254,7 @@ def train_adapler(**kwargs) -> None:
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers and halting units.")
 @click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--exit-warmup-epochs", default=0, show_default=True, help="Epochs training every exit classifier (cross entropy) before DACT's stage.")
+@_tolerance_option
 @_one_line_errors
 def train_dact(**kwargs) -> None:
     """DACT-BERT: per-layer classifiers and halting units, accumulated answer, ponder cost."""

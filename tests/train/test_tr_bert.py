@@ -39,7 +39,13 @@ def test_tr_bert_cli_writes_a_tr_bert_model_dir(toy_data, base_dir, tmp_path):
     assert stages == ["tr-bert rl", "tr-bert joint"]
     assert all("dev_flops_ratio" in r for r in rows if r["event"] == "epoch")
     # the RL stage trains the policy networks only: the encoder is the fine-tuned one until the joint stage
-    assert "reward" in rows[-1] and "kd" in rows[-1]
+    epochs = [r for r in rows if r["event"] == "epoch"]
+    assert "reward" in epochs[-1] and "kd" in epochs[-1]
+    # the written model is the epoch with the best dev FLOPs speedup within the tolerance (or the last one)
+    selected = [r for r in rows if r["event"] == "selected"][0]
+    if selected["best_epoch"] is not None:
+        chosen = [r for r in epochs if r["stage"] == selected["best_stage"]][selected["best_epoch"]]
+        assert chosen["selected"] is True and chosen["dev_flops_ratio"] == selected["best_speedup"]
 
 
 def test_reward_rises_when_dropping_tokens_is_free():

@@ -8,9 +8,10 @@
 3. Second optimiser on eta: CE + phi * soft length (mean over layers of soft alive / real tokens).
    eta is clipped to [eta_min, eta_max] after each step. The soft-removal sharpness lambda is
    ``sharpness * 10^epoch`` (upstream 10 * 10^epoch).
-4. Model selection: after each epoch, hard-removal dev accuracy and FLOPs speedup; the written model is
-   the epoch with the best speedup whose dev accuracy is >= the fine-tuned model's - ``tolerance``. With
-   no such epoch (or no dev file) the last epoch is written, and ``metrics.jsonl`` says so.
+4. Model selection (:class:`~trexport.train.common.SpeedupSelection`): after each epoch, hard-removal
+   dev accuracy and FLOPs speedup; the written model is the epoch with the best speedup whose dev
+   accuracy is >= the fine-tuned model's - ``tolerance``. With no such epoch (or no dev file) the last
+   epoch is written, and ``metrics.jsonl`` says so.
 
 Upstream also learns [CLS] factors (THETA) with eta; trexport's AdapLeR has none (its THETA_PR stays 1).
 """
@@ -25,11 +26,11 @@ from torch import nn
 
 from trexport.models import AdaplerForSequenceClassification, default_adapler_config
 from trexport.train.common import (
+    SpeedupSelection,
     Stage,
     TensorBatch,
     Trainer,
     TrainOptions,
-    dev_report,
     pad_rows,
     per_example,
     reduction_model_from,
@@ -105,34 +106,9 @@ def train_adapler(options: AdaplerOptions, log=print) -> Path:
     log("adapler: saliency targets from the fine-tuned model")
     targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
     trainer = Trainer(model, options, log)
-    base_accuracy = dev_report(finetuned, dev, options.batch_size)["accuracy"] if dev is not None else None
-    if base_accuracy is not None:
-        log(f"adapler: fine-tuned dev accuracy {base_accuracy:.4f}")
+    selection = SpeedupSelection("adapler", trainer, model, dev, finetuned, options.tolerance, base, options.batch_size)
     step, optimizers = make_step(model, options, targets)
-
-    def select(epoch: int) -> dict:
-        if dev is None:
-            return {}
-        report = dev_report(model, dev, options.batch_size)
-        eligible = report["accuracy"] >= base_accuracy - options.tolerance - 1e-12
-        best = trainer.state.get("best_speedup")
-        chosen = eligible and (best is None or report["flops_ratio"] > best)
-        if chosen:
-            trainer.state.update(best_speedup=report["flops_ratio"], best_epoch=epoch, best_accuracy=report["accuracy"])
-            model.save_pretrained(options.out, tokenizer_dir=base)
-        return {"dev_" + k: v for k, v in report.items()} | {"base_dev_accuracy": base_accuracy, "selected": chosen}
-
-    stage = Stage("adapler", options.epochs, train, options.batch_size, step, optimizers, [], select)
+    stage = Stage("adapler", options.epochs, train, options.batch_size, step, optimizers, [], selection.hook("adapler"))
     if not trainer.run([stage]):
         return Path(options.out)
-    if "best_epoch" in trainer.state:
-        s = trainer.state
-        log(f"adapler: selected epoch {s['best_epoch'] + 1}: dev accuracy {s['best_accuracy']:.4f}, FLOPs speedup {s['best_speedup']:.2f}x")
-        trainer.metric("selected", **s)
-    else:
-        why = "no dev file" if dev is None else f"no epoch within {options.tolerance} of the fine-tuned dev accuracy"
-        log(f"adapler: {why}; writing the last epoch")
-        trainer.metric("selected", best_epoch=None, reason=why)
-        model.save_pretrained(options.out, tokenizer_dir=base)
-    log(f"wrote {options.out}")
-    return Path(options.out)
+    return selection.finish()

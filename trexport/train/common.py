@@ -272,6 +272,67 @@ def dev_report(model: torch.nn.Module, batcher: Batcher, batch_size: int = 64) -
     }
 
 
+class SpeedupSelection:
+    """Dev model selection for the recipes that start from a fine-tuned model.
+
+    AdapLeR's rule (Modarressi et al., ACL 2022, Sec. 4; upstream saves an epoch when its dev speedup
+    improves and its score is within 0.01 of the fine-tuned best, ``shared/research/upstream-methods.md``
+    2.4), applied by trexport to TR-BERT and DACT-BERT too: after each epoch of the stages it is hooked
+    into, the model is evaluated on the dev set with hard removal (and real halting); the model written
+    is the epoch with the highest FLOPs speedup whose dev accuracy is >= the fine-tuned model's dev
+    accuracy - ``tolerance``. The FLOPs speedup counts the actual per-example kept tokens and depth,
+    so it ranks token reduction and adaptive depth alike. With no such epoch (or no dev file),
+    :meth:`finish` writes the last epoch, and ``metrics.jsonl`` says why.
+
+    Args:
+        name: the recipe's name, for log lines.
+        base_model: the fine-tuned model the recipe started from (its dev accuracy is the reference).
+        tolerance: accuracy (a fraction: 0.01 = 1 point) the selected epoch may lose.
+        tokenizer_dir: copied into the written model dir.
+    """
+
+    def __init__(self, name: str, trainer: "Trainer", model: torch.nn.Module, dev: Batcher | None,
+                 base_model: torch.nn.Module, tolerance: float, tokenizer_dir, batch_size: int = 64):
+        self.name, self.trainer, self.model, self.dev = name, trainer, model, dev
+        self.tolerance, self.tokenizer_dir, self.batch_size = tolerance, tokenizer_dir, batch_size
+        self.base_accuracy = dev_report(base_model, dev, batch_size)["accuracy"] if dev is not None else None
+        if self.base_accuracy is not None:
+            trainer.log(f"{name}: fine-tuned dev accuracy {self.base_accuracy:.4f}")
+
+    def hook(self, stage: str):
+        """The ``end_of_epoch`` of the :class:`Stage` named ``stage`` whose epochs are candidates."""
+        return lambda epoch: self.end_of_epoch(stage, epoch)
+
+    def end_of_epoch(self, stage: str, epoch: int) -> dict:
+        """Dev report after ``epoch`` of ``stage``, and a save when it is the best eligible epoch so far."""
+        if self.dev is None:
+            return {}
+        report = dev_report(self.model, self.dev, self.batch_size)
+        eligible = report["accuracy"] >= self.base_accuracy - self.tolerance - 1e-12
+        best = self.trainer.state.get("best_speedup")
+        chosen = eligible and (best is None or report["flops_ratio"] > best)
+        if chosen:
+            self.trainer.state.update(best_speedup=report["flops_ratio"], best_stage=stage, best_epoch=epoch,
+                                      best_accuracy=report["accuracy"])
+            self.model.save_pretrained(self.trainer.options.out, tokenizer_dir=self.tokenizer_dir)
+        return {"dev_" + k: v for k, v in report.items()} | {"base_dev_accuracy": self.base_accuracy, "selected": chosen}
+
+    def finish(self) -> Path:
+        """After :meth:`Trainer.run`: log the selected epoch, or write the last one when none was eligible."""
+        out, s = Path(self.trainer.options.out), self.trainer.state
+        if "best_speedup" in s:
+            self.trainer.log(f"{self.name}: selected epoch {s['best_epoch'] + 1} of stage {s['best_stage']!r}: dev accuracy "
+                             f"{s['best_accuracy']:.4f}, FLOPs speedup {s['best_speedup']:.2f}x")
+            self.trainer.metric("selected", **s)
+        else:
+            why = "no dev file" if self.dev is None else f"no epoch within {self.tolerance} of the fine-tuned dev accuracy"
+            self.trainer.log(f"{self.name}: {why}; writing the last epoch")
+            self.trainer.metric("selected", best_epoch=None, reason=why)
+            self.model.save_pretrained(out, tokenizer_dir=self.tokenizer_dir)
+        self.trainer.log(f"wrote {out}")
+        return out
+
+
 @dataclass
 class Stage:
     """One training stage: ``step(batch, epoch) -> stats`` over ``epochs`` passes of ``batcher``.

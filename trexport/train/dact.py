@@ -23,6 +23,7 @@ from torch import nn
 
 from trexport.models import DactBertForSequenceClassification, default_dact_bert_config
 from trexport.train.common import (
+    SpeedupSelection,
     Stage,
     TensorBatch,
     Trainer,
@@ -31,7 +32,6 @@ from trexport.train.common import (
     optimizer_step,
     start_from_base,
 )
-from trexport.train.finetune import dev_stage_hook
 
 
 @dataclass
@@ -44,6 +44,7 @@ class DactOptions(TrainOptions):
     head_lr: float = 1e-3
     exit_warmup_epochs: int = 0
     exit_pooling: str = "cls"
+    tolerance: float = 0.01
 
 
 def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int, exit_pooling: str = "cls") -> DactBertForSequenceClassification:
@@ -115,6 +116,8 @@ def train_dact(options: DactOptions, log=print) -> Path:
     optimizer = head_optimizer(model, options.lr, options.head_lr)
     scheduler = linear_schedule(optimizer, options.epochs * -(-len(train.examples) // options.batch_size))
     step = make_step(model, optimizer, scheduler, options.ponder_cost)
-    stages.append(Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler],
-                        dev_stage_hook(trainer, model, dev, options.batch_size)))
-    return trainer.run_and_save(stages, tokenizer_dir=base)
+    selection = SpeedupSelection("dact", trainer, model, dev, finetuned, options.tolerance, base, options.batch_size)
+    stages.append(Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler], selection.hook("dact")))
+    if not trainer.run(stages):
+        return Path(options.out)
+    return selection.finish()

@@ -28,6 +28,7 @@ from torch import nn
 from trexport.models import TrBertForSequenceClassification, default_tr_bert_config
 from trexport.models.encoder import extended_attention_mask
 from trexport.train.common import (
+    SpeedupSelection,
     Stage,
     TensorBatch,
     Trainer,
@@ -38,7 +39,6 @@ from trexport.train.common import (
     reduction_model_from,
     start_from_base,
 )
-from trexport.train.finetune import dev_stage_hook
 
 
 @dataclass
@@ -52,6 +52,7 @@ class TrBertOptions(TrainOptions):
     samples: int = 8
     guide_rate: float = 0.2
     temperature: float = 1.0
+    tolerance: float = 0.01
 
 
 def hidden_states_all(model: nn.Module, batch: TensorBatch) -> list[torch.Tensor]:
@@ -214,9 +215,12 @@ def train_tr_bert(options: TrBertOptions, log=print) -> Path:
     ])
     joint_sched = linear_schedule(joint_opt, steps)
     joint_step = make_joint_step(model, joint_opt, joint_sched, options, teacher_logits)
-    hook = dev_stage_hook(trainer, model, dev, options.batch_size)
+    selection = SpeedupSelection("tr-bert", trainer, model, dev, teacher, options.tolerance, base, options.batch_size)
     stages = [
-        Stage("tr-bert rl", options.epochs, train, options.batch_size, rl_step, [rl_opt], [], hook),
-        Stage("tr-bert joint", options.epochs, train, options.batch_size, joint_step, [joint_opt], [joint_sched], hook),
+        Stage("tr-bert rl", options.epochs, train, options.batch_size, rl_step, [rl_opt], [], selection.hook("tr-bert rl")),
+        Stage("tr-bert joint", options.epochs, train, options.batch_size, joint_step, [joint_opt], [joint_sched],
+              selection.hook("tr-bert joint")),
     ]
-    return trainer.run_and_save(stages, tokenizer_dir=base)
+    if not trainer.run(stages):
+        return Path(options.out)
+    return selection.finish()
