@@ -15,7 +15,8 @@
 #         fine-tuning and the reduction recipes use a random FT_LIMIT / RED_LIMIT (default 4,000 /
 #         2,000) of the rest; results are on a random EVAL_LIMIT (default 5,000) of the 25,000 test reviews.
 # Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI
-# DACT_PONDER DACT_BIAS LAT_N THREADS in the environment; SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
+# DACT_PONDER DACT_BIAS DACT_WARMUP LAT_N THREADS in the environment, and the epochs of one recipe with
+# FT_EPOCHS AD_EPOCHS TR_EPOCHS DACT_EPOCHS (default: EPOCHS); SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
 # METHODS (default "finetuned dact adapler tr_bert") picks the models to train, evaluate and convert.
 # Any step can be interrupted: rerunning continues it with --resume from its last checkpoint.
 set -euo pipefail
@@ -65,7 +66,9 @@ EOF
 fi
 TRAIN=$OUT/data/train.jsonl.gz DEV=$OUT/data/dev.jsonl.gz
 limit() { [ "$1" -gt 0 ] && echo "--limit $1" || true; }
-COMMON="--data $TRAIN --dev $DEV --max-length $MAXLEN --batch-size $BATCH --epochs $EPOCHS --seed $SEED"
+COMMON="--data $TRAIN --dev $DEV --max-length $MAXLEN --batch-size $BATCH --seed $SEED"
+FT_EPOCHS=${FT_EPOCHS:-$EPOCHS} AD_EPOCHS=${AD_EPOCHS:-$EPOCHS} TR_EPOCHS=${TR_EPOCHS:-$EPOCHS} DACT_EPOCHS=${DACT_EPOCHS:-$EPOCHS}
+DACT_WARMUP=${DACT_WARMUP:-1}
 
 # 2. Train each model (skipped when done; resumed when interrupted).
 METHODS=${METHODS:-finetuned dact adapler tr_bert}
@@ -81,11 +84,11 @@ train() {  # train RECIPE DIR ARGS...
     $TREXPORT train "$recipe" "$@" --out "$dir" $resume
     if [ -f "$dir/model.safetensors" ]; then touch "$dir/.done"; fi
 }
-train finetune "$OUT/finetuned" $COMMON $(limit "$FT_LIMIT") --lr 5e-5
-train dact "$OUT/dact" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" --halting-bias "$DACT_BIAS" \
-    --exit-warmup-epochs 1 --exit-pooling "$EXIT_POOLING"
-train adapler "$OUT/adapler" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
-train tr-bert "$OUT/tr_bert" $COMMON $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
+train finetune "$OUT/finetuned" $COMMON --epochs "$FT_EPOCHS" $(limit "$FT_LIMIT") --lr 5e-5
+train dact "$OUT/dact" $COMMON --epochs "$DACT_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" \
+    --halting-bias "$DACT_BIAS" --exit-warmup-epochs "$DACT_WARMUP" --exit-pooling "$EXIT_POOLING"
+train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
+train tr-bert "$OUT/tr_bert" $COMMON --epochs "$TR_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
 
 # 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.
 for method in $METHODS; do
