@@ -48,7 +48,7 @@ def test_convert_writes_segments_and_passes_parity(graphs, name):
     depth = meta["adaptive_depth"]
     assert depth["method"] == CASES[name][0] and depth["all_layers_graph"] is True
     assert len(depth["segments"]) == LAYERS
-    assert all((result.onnx_path.parent / p).is_file() for p in depth["segments"])
+    assert all((result.onnx_path.parent / p).is_file() for p in [*depth["segments"], depth["batch_1_graph"]])
     assert meta["outputs"] == ["logits", "kept_tokens", "layers_run"]
 
 
@@ -68,6 +68,20 @@ def test_segments_equal_all_layers_and_batch_1(graphs, name, texts):
     assert min(depths) >= 1 and max(depths) <= LAYERS
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_batch_1_runs_the_chain_graph_and_equals_the_segments(graphs, name, texts):
+    classifier = ReducedClassifier(graphs[name].onnx_path)
+    calls = []
+    runs = classifier.segments.runs
+    classifier.segments.runs = [(lambda feeds, i=i, run=run: calls.append(i) or run(feeds)) for i, run in enumerate(runs)]
+    chain = [classifier.run_batch(classifier.tokenizer.pad(classifier.tokenizer.encode_each([t]))) for t in texts]
+    assert calls == [], "a batch of one must run the chain graph, not the segments"
+    for text, one in zip(texts, chain):
+        seg = classifier.segments(classifier.tokenizer.pad(classifier.tokenizer.encode_each([text])).feeds(), classifier.knobs)
+        np.testing.assert_allclose(one.logits, seg.logits, atol=1e-5)
+        assert np.array_equal(one.kept_tokens, seg.kept_tokens) and np.array_equal(one.layers_run, seg.layers_run)
+
+
 def test_some_examples_exit_early_and_layers_are_really_skipped(graphs, texts):
     classifier = ReducedClassifier(graphs["deebert"].onnx_path, knobs={"entropy_threshold": 10.0})
     calls = []
@@ -76,6 +90,8 @@ def test_some_examples_exit_early_and_layers_are_really_skipped(graphs, texts):
     predictions = classifier.predict(texts, batch_size=16)
     assert all(p.layers_run == 1 for p in predictions)
     assert calls == [0, 0, 0], "with every example exiting after layer 0, no later segment may run"
+    # batch 1 (the chain graph): every later layer is behind an If whose skip branch must answer alike
+    assert [p.layers_run for p in classifier.predict(texts[:8], batch_size=1)] == [1] * 8
 
 
 def test_knobs_override_at_predict_time(graphs, texts):

@@ -20,6 +20,7 @@ from trexport.errors import InputError, ParityError
 from trexport.exporter.config import DEFAULT_OPSET, ExportConfig
 from trexport.exporter.convert import ParityReport, export_onnx, validate
 from trexport.exporter import depth
+from trexport.exporter.chain import CHAIN_FILE, chain_segments
 from trexport.exporter.custom_op import custom_selection
 from trexport.runtime import ops as runtime_ops
 from trexport.models import from_pretrained
@@ -43,7 +44,8 @@ PARITY_SHAPES = ((1, 1), (1, 9), (3, 17), (8, 40))
 @dataclass
 class ConvertResult:
     """What ``convert`` wrote: the graph and its two side files, and the parity report (if run).
-    Adaptive-depth models also get ``segments_dir`` (``OUT.segments/``, one graph per layer)."""
+    Adaptive-depth models also get ``segments_dir`` (``OUT.segments/``: one graph per layer, and the
+    batch-1 chain of them)."""
 
     onnx_path: Path
     meta_path: Path
@@ -156,8 +158,9 @@ def convert(
 
     Adaptive-depth models (``adaptive_depth`` in config.json) are written as ``OUT.onnx``, every layer
     computed, plus ``OUT.segments/layer_NN.onnx``, which the runtime drives to skip layers
-    (:mod:`trexport.exporter.depth`); both are checked against PyTorch, including each example's
-    layers run. ``knobs`` overrides the exit rule's run-time settings stored in the metadata
+    (:mod:`trexport.exporter.depth`), and ``OUT.segments/chain.onnx``, the segments chained behind
+    ``If`` nodes in one graph, which the runtime runs for batches of one (:mod:`trexport.exporter.chain`).
+    All three are checked against PyTorch, including each example's layers run. ``knobs`` overrides the exit rule's run-time settings stored in the metadata
     (``{"patience": 3}``, ``{"entropy_threshold": 0.2}``).
 
     Raises:
@@ -196,9 +199,13 @@ def convert(
             for index, segment in enumerate(segments):
                 segment_names.append(f"{segments_dir.name}/layer_{index:02d}.onnx")
                 onnx.save_model(segment, str(staging / segment_names[-1]))
+            chain_name = f"{segments_dir.name}/{CHAIN_FILE}"
+            onnx.save_model(chain_segments(segments, model.early_exit.state_names, model.early_exit.knob_names),
+                            str(staging / chain_name))
         meta = build_metadata(model, export_config, ops, full)
         if adaptive:
             meta["adaptive_depth"]["segments"] = segment_names
+            meta["adaptive_depth"]["batch_1_graph"] = chain_name
         report = None
         if run_validation:
             options = session_options(ops)
@@ -209,7 +216,8 @@ def convert(
 
                 seg_sessions = [ort.InferenceSession(str(staging / n), options, providers=["CPUExecutionProvider"]) for n in segment_names]
                 runner = SegmentRunner.from_sessions(seg_sessions, model.early_exit.state_names)
-                report = depth.validate_depth(model, session, runner, cases, export_config.atol, knob_feeds(meta))
+                chain = ort.InferenceSession(str(staging / chain_name), options, providers=["CPUExecutionProvider"])
+                report = depth.validate_depth(model, session, runner, cases, export_config.atol, knob_feeds(meta), chain)
             else:
                 report = validate(model, session, cases, export_config.atol, full=full)
             if not report.ok:

@@ -11,6 +11,10 @@ Two forms are written:
   measured slower than separate sessions (docs/performance.md).
 - **The all-layers graph** (``OUT.onnx``): every layer computed, halted examples' states frozen with
   ``Where``. Its outputs equal the segments'; it is the baseline the depth benchmark compares with.
+- **The chain** (``OUT.segments/chain.onnx``, :mod:`trexport.exporter.chain`): the segments in one
+  graph, each layer after the first behind an ``If`` that skips it once every example has halted.
+  The runtime runs it for batches of one, where a session per layer costs about 15% more than the
+  layers inside one graph; larger batches use the segments, whose halted rows leave the batch.
 
 Both come from the model's own ``layer_step`` (:class:`~trexport.models.base.TokenReductionForSequenceClassification`),
 so parity holds by construction.
@@ -153,17 +157,21 @@ def knob_defaults(model: TokenReductionForSequenceClassification) -> dict:
     return {name: value.tolist() for name, value in zip(rule.knob_names, rule.knobs())}
 
 
-def validate_depth(model: TokenReductionForSequenceClassification, all_layers, runner, cases, atol: float = 1e-4, knobs=None):
-    """Parity of the all-layers graph and of the segments (driven by ``runner``, a
-    :class:`trexport.runtime.depth.SegmentRunner`) against eager PyTorch with halting.
+def validate_depth(model: TokenReductionForSequenceClassification, all_layers, runner, cases, atol: float = 1e-4, knobs=None,
+                   chain=None):
+    """Parity of the all-layers graph, of the segments (driven by ``runner``, a
+    :class:`trexport.runtime.depth.SegmentRunner`) and of the batch-1 chain against eager PyTorch with
+    halting.
 
     Each case must give max |logit difference| <= ``atol`` and identical kept tokens and layers run per
-    example, for both forms.
+    example, for every form. The chain is checked at every batch size, though the runtime uses it for
+    batches of one only.
 
     Args:
         all_layers: an ``onnxruntime.InferenceSession`` of the all-layers graph.
         cases: input dicts (int64 ``(batch_size, sequence_length)`` tensors).
         knobs: knob feeds (numpy, by name); default: the config's.
+        chain: an ``onnxruntime.InferenceSession`` of the chain (:mod:`trexport.exporter.chain`), or None.
     """
     import numpy as np
 
@@ -178,12 +186,15 @@ def validate_depth(model: TokenReductionForSequenceClassification, all_layers, r
         with torch.no_grad():
             expected = model(case["input_ids"], case["attention_mask"], case["token_type_ids"], knobs=torch_knobs)
         feeds = {name: tensor.numpy() for name, tensor in case.items()}
-        logits, kept, layers_run = all_layers.run(None, {k: v for k, v in (feeds | knobs).items() if k in graph_inputs})
+        graph_feeds = {k: v for k, v in (feeds | knobs).items() if k in graph_inputs}
         segments = runner(feeds, knobs)
+        forms = {"all-layers": all_layers.run(None, graph_feeds),
+                 "segments": (segments.logits, segments.kept_tokens, segments.layers_run)}
+        if chain is not None:
+            forms["chain"] = chain.run(None, graph_feeds)
         shape = tuple(case["input_ids"].shape)
         report.cases += 1
-        for form, (got_logits, got_kept, got_layers) in (("all-layers", (logits, kept, layers_run)),
-                                                         ("segments", (segments.logits, segments.kept_tokens, segments.layers_run))):
+        for form, (got_logits, got_kept, got_layers) in forms.items():
             diff = float(np.abs(got_logits - expected.logits.numpy()).max())
             report.max_abs_diff = max(report.max_abs_diff, diff)
             if not diff <= atol:

@@ -147,3 +147,19 @@ def segment_paths(onnx_path: Path, meta: Mapping) -> list[Path]:
         if not path.is_file():
             raise InputError(f"{path}: missing segment of {onnx_path} (convert again)")
     return paths
+
+
+def batch_1_graph_path(onnx_path: Path, meta: Mapping) -> Path | None:
+    """The chain graph of an adaptive-depth graph (``trexport.exporter.chain``), or None for graphs
+    converted before it existed.
+
+    Raises:
+        InputError: the metadata names a chain file that is missing.
+    """
+    name = meta["adaptive_depth"].get("batch_1_graph")
+    if name is None:
+        return None
+    path = onnx_path.parent / name
+    if not path.is_file():
+        raise InputError(f"{path}: missing batch-1 graph of {onnx_path} (convert again)")
+    return path

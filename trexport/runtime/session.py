@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from trexport.errors import CustomOpLibraryError, InputError, TrexportError
-from trexport.runtime.depth import DepthResult, SegmentRunner, knob_feeds, segment_paths
+from trexport.runtime.depth import DepthResult, SegmentRunner, batch_1_graph_path, knob_feeds, segment_paths
 from trexport.runtime.metadata import load_metadata, sidecar_paths
 from trexport.runtime.tokenizer import Batch, TextTokenizer
 
@@ -83,9 +83,10 @@ class ReducedClassifier:
         onnx_path: a graph written by ``trexport convert``.
         providers: ONNX Runtime execution providers (default: CPUExecutionProvider).
         intra_op_num_threads: ORT thread count (0 = ORT's default).
-        depth: adaptive-depth graphs only. ``"adaptive"`` (default) runs the per-layer segments and
-            skips the layers no example needs; ``"all"`` runs ``onnx_path``, every layer computed
-            (same outputs, no saving: the baseline).
+        depth: adaptive-depth graphs only. ``"adaptive"`` (default) skips the layers no example
+            needs: batches of one run the chain graph (``OUT.segments/chain.onnx``), larger batches the
+            per-layer segments; ``"all"`` runs ``onnx_path``, every layer computed (same outputs, no
+            saving: the baseline).
         knobs: adaptive-depth graphs only: overrides of the exit rule's run-time settings
             (``{"patience": 3}`` for PABEE, ``{"entropy_threshold": 0.2}`` for DeeBERT).
         allow_spinning: let ORT's idle intra-op threads spin. Default: yes for one session, no when
@@ -130,10 +131,12 @@ class ReducedClassifier:
         if not allow_spinning:
             self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = self._session(self.path)
-        self.segments = None
+        self.segments = self.chain = None
         if self.depth == "adaptive":
             sessions = [self._session(p) for p in segment_paths(self.path, self.meta)]
             self.segments = SegmentRunner.from_sessions(sessions, self.meta["adaptive_depth"]["state_names"])
+            chain = batch_1_graph_path(self.path, self.meta)
+            self.chain = self._session(chain) if chain is not None else None
         self.id2label = {int(k): v for k, v in self.meta["id2label"].items()}
 
     def _session(self, path: Path) -> ort.InferenceSession:
@@ -143,11 +146,18 @@ class ReducedClassifier:
             raise TrexportError(f"{path}: ONNX Runtime cannot load the graph ({str(exc).splitlines()[0]})") from None
 
     def run_batch(self, batch: Batch) -> DepthResult:
-        """Run one tokenized batch. ``layers_run`` is the model's layer count for fixed-depth graphs."""
+        """Run one tokenized batch. ``layers_run`` is the model's layer count for fixed-depth graphs.
+
+        Adaptive depth: a batch of one runs the chain graph (one session, later layers skipped by
+        ``If`` nodes) when the graph has one; larger batches run the segments, which drop halted rows.
+        """
         feeds = batch.feeds()
+        session = self.session
         if self.segments is not None:
-            return self.segments(feeds, self.knobs)
-        outputs = self.session.run(None, feeds | self.knobs)
+            if self.chain is None or len(batch.lengths) != 1:
+                return self.segments(feeds, self.knobs)
+            session = self.chain
+        outputs = session.run(None, feeds | self.knobs)
         logits, kept = outputs[0], outputs[1]
         layers_run = outputs[2] if self.adaptive else np.full(len(logits), kept.shape[1], dtype=np.int64)
         return DepthResult(logits, kept, layers_run)
