@@ -100,12 +100,14 @@ done
 
 if [ "${SKIP_ONNX:-0}" = 1 ]; then echo "== results in $OUT/results/ (ONNX steps skipped)"; exit 0; fi
 
-# 4. ONNX: convert (with the parity check) and time at batch 1 on LAT_N test texts.
+# 4. ONNX: convert (with the parity check; on SST-2 also on every dev sentence) and time at batch 1 and 32 on LAT_N test
+#    texts (through the runtime, tokenizing included; adaptive-depth graphs drive their segments).
+PARITY=""; [ "$DATASET" = sst2 ] && PARITY="--parity-data $TEST"  # every dev sentence; IMDB: random inputs only
 graphs=()
 for method in $METHODS; do
     if [ ! -f "$OUT/onnx/$method.onnx" ]; then
         mkdir -p "$OUT/onnx"
-        $TREXPORT convert "$OUT/$method" "$OUT/onnx/$method.onnx" || { echo "== convert $method failed (see above)"; continue; }
+        $TREXPORT convert "$OUT/$method" "$OUT/onnx/$method.onnx" $PARITY || { echo "== convert $method failed (see above)"; continue; }
     fi
     graphs+=("$method")
 done
@@ -115,10 +117,13 @@ from trexport.bench.latency import time_predict
 from trexport.runtime import ReducedClassifier, read_jsonl
 out, test, n, threads, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
 texts = [e.text for e in read_jsonl(test, limit=n)]
-classifiers = {m: ReducedClassifier(f"{out}/onnx/{m}.onnx", intra_op_num_threads=threads) for m in names}
-seconds, _ = time_predict(classifiers, texts, batch_size=1)
-report = {m: {"seconds": s, "latency_ratio": seconds["finetuned"] / s} for m, s in seconds.items()}
-json.dump({"texts": len(texts), "batch_size": 1, "threads": threads, "graphs": report}, open(f"{out}/results/latency.json", "w"), indent=2)
+# Thread spinning off for every graph: idle sessions' spinning pools would take the cores (docs/performance.md).
+classifiers = {m: ReducedClassifier(f"{out}/onnx/{m}.onnx", intra_op_num_threads=threads, allow_spinning=False) for m in names}
+report = {}
+for batch_size in (1, 32):
+    seconds, _ = time_predict(classifiers, texts, batch_size=batch_size)
+    report[f"batch_{batch_size}"] = {m: {"seconds": s, "latency_ratio": seconds["finetuned"] / s} for m, s in seconds.items()}
+json.dump({"texts": len(texts), "threads": threads, **report}, open(f"{out}/results/latency.json", "w"), indent=2)
 print(json.dumps(report, indent=2))
 EOF
 echo "== results in $OUT/results/"
