@@ -1,5 +1,7 @@
-"""``trexport bench-depth``: an adaptive-depth graph's per-layer segments against the same model with
-every layer computed, on the same tokenized batches, in one process (no torch).
+"""``trexport bench-depth``: an adaptive-depth graph's skipping forms against the same model with every
+layer computed, on the same tokenized batches, in one process (no torch). The adaptive form is what
+``ReducedClassifier`` runs: the chain graph for batches of one (when the graph has one), the
+per-layer segments for larger batches.
 
 Both forms run through :class:`~trexport.runtime.session.ReducedClassifier` with the same session
 options, thread spinning off for both (with it on, the idle sessions' spinning threads took the cores:
