@@ -9,12 +9,13 @@
 #
 # Data (seed SEED, default 0; every subset is a seeded random sample):
 #   sst2: max length 64. Model selection uses SEL_DEV (default 872) sentences held out of train;
-#         fine-tuning uses the rest (66,477), the reduction recipes a random RED_LIMIT (default 8,000)
-#         of them; results are on the full 872-sentence GLUE dev set.
+#         fine-tuning uses a random FT_LIMIT (default 16,000; 0 = all 66,477) of the rest, the reduction
+#         recipes a random RED_LIMIT (default 8,000) of those; results are on the full 872-sentence GLUE
+#         dev set. The recipe defaults are those of docs/results.md.
 #   imdb: max length 512. SEL_DEV (default 1,000) reviews held out of train for model selection;
 #         fine-tuning and the reduction recipes use a random FT_LIMIT / RED_LIMIT (default 4,000 /
 #         2,000) of the rest; results are on a random EVAL_LIMIT (default 5,000) of the 25,000 test reviews.
-# Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI
+# Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI AD_ETA_LR
 # DACT_PONDER DACT_BIAS DACT_WARMUP LAT_N THREADS in the environment, and the epochs of one recipe with
 # FT_EPOCHS AD_EPOCHS TR_EPOCHS DACT_EPOCHS (default: EPOCHS); SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
 # METHODS (default "finetuned dact adapler tr_bert") picks the models to train, evaluate and convert.
@@ -36,15 +37,16 @@ LAT_N=${LAT_N:-500}
 case "$DATASET" in
     sst2)
         TRAIN_SRC=$DATA_DIR/sst2/train.jsonl.gz; TEST=$DATA_DIR/sst2/validation.jsonl.gz
-        MAXLEN=64; BATCH=${BATCH:-32}; SEL_DEV=${SEL_DEV:-872}; FT_LIMIT=${FT_LIMIT:-0}; RED_LIMIT=${RED_LIMIT:-8000}
-        EVAL_LIMIT=${EVAL_LIMIT:-0}; TR_ALPHA=${TR_ALPHA:-1.0} ;;
+        MAXLEN=64; BATCH=${BATCH:-32}; SEL_DEV=${SEL_DEV:-872}; FT_LIMIT=${FT_LIMIT:-16000}; RED_LIMIT=${RED_LIMIT:-8000}
+        EVAL_LIMIT=${EVAL_LIMIT:-0}; TR_ALPHA=${TR_ALPHA:-0.2}; TR_EPOCHS=${TR_EPOCHS:-1}; AD_EPOCHS=${AD_EPOCHS:-3}
+        AD_PHI=${AD_PHI:-1.0}; AD_ETA_LR=${AD_ETA_LR:-1e-3}; DACT_PONDER=${DACT_PONDER:-0.1} ;;  # docs/results.md
     imdb)
         TRAIN_SRC=$DATA_DIR/imdb/train.jsonl.gz; TEST=$DATA_DIR/imdb/test.jsonl.gz
         MAXLEN=512; BATCH=${BATCH:-16}; SEL_DEV=${SEL_DEV:-1000}; FT_LIMIT=${FT_LIMIT:-4000}; RED_LIMIT=${RED_LIMIT:-2000}
         EVAL_LIMIT=${EVAL_LIMIT:-5000}; TR_ALPHA=${TR_ALPHA:-1.0} ;;
     *) echo "unknown dataset $DATASET (sst2 or imdb)" >&2; exit 2 ;;
 esac
-AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} DACT_PONDER=${DACT_PONDER:-0.2} DACT_BIAS=${DACT_BIAS:-0.0}
+AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} AD_ETA_LR=${AD_ETA_LR:-1e-2} DACT_PONDER=${DACT_PONDER:-0.2} DACT_BIAS=${DACT_BIAS:-0.0}
 EXIT_POOLING=${EXIT_POOLING:-mean}  # all-MiniLM-L6-v2's [CLS] is constant before layer 4 (docs/results.md)
 mkdir -p "$OUT/data" "$OUT/results"
 
@@ -87,7 +89,7 @@ train() {  # train RECIPE DIR ARGS...
 train finetune "$OUT/finetuned" $COMMON --epochs "$FT_EPOCHS" $(limit "$FT_LIMIT") --lr 5e-5
 train dact "$OUT/dact" $COMMON --epochs "$DACT_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" \
     --halting-bias "$DACT_BIAS" --exit-warmup-epochs "$DACT_WARMUP" --exit-pooling "$EXIT_POOLING"
-train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI"
+train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI" --eta-lr "$AD_ETA_LR"
 train tr-bert "$OUT/tr_bert" $COMMON --epochs "$TR_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
 
 # 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.
