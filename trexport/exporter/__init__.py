@@ -160,8 +160,9 @@ def convert(
     computed, plus ``OUT.segments/layer_NN.onnx``, which the runtime drives to skip layers
     (:mod:`trexport.exporter.depth`), and ``OUT.segments/chain.onnx``, the segments chained behind
     ``If`` nodes in one graph, which the runtime runs for batches of one (:mod:`trexport.exporter.chain`).
-    All three are checked against PyTorch, including each example's layers run. ``knobs`` overrides the exit rule's run-time settings stored in the metadata
-    (``{"patience": 3}``, ``{"entropy_threshold": 0.2}``).
+    All three are checked against PyTorch, including each example's layers run. ``knobs`` overrides
+    the exit rule's run-time settings stored in the metadata (``{"patience": 3}``,
+    ``{"entropy_threshold": 0.2}``).
 
     Raises:
         ModelDirError: the model dir cannot be loaded.

@@ -1,6 +1,6 @@
 """Export of adaptive-depth models (DACT-BERT, PABEE, DeeBERT, alone or with token reduction).
 
-Two forms are written:
+Three forms are written:
 
 - **Per-layer segments** that the runtime drives (``trexport.runtime.depth``): segment 0 runs the
   embeddings and layer 0, segment n runs layer n (with its token selection, if any); each ends with
@@ -16,7 +16,7 @@ Two forms are written:
   The runtime runs it for batches of one, where a session per layer costs about 15% more than the
   layers inside one graph; larger batches use the segments, whose halted rows leave the batch.
 
-Both come from the model's own ``layer_step`` (:class:`~trexport.models.base.TokenReductionForSequenceClassification`),
+All come from the model's own ``layer_step`` (:class:`~trexport.models.base.TokenReductionForSequenceClassification`),
 so parity holds by construction.
 """
 
