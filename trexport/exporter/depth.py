@@ -6,9 +6,8 @@ Three forms are written:
   embeddings and layer 0, segment n runs layer n (with its token selection, if any); each ends with
   the exit rule and returns the next hidden states, the rule's state, the answer so far and ``halted``.
   The runtime drops halted rows from the batch before the next segment, and stops when none is left,
-  so skipped layers cost nothing. This beats ONNX control flow in ONNX Runtime: ``If``/``Loop``
-  bodies run as subgraphs with their own execution frames and copy their outer-scope inputs, which
-  measured slower than separate sessions (docs/performance.md).
+  so skipped layers cost nothing, and later layers run on fewer rows, which no batch-wide control
+  flow condition can do. This is the form for batches of more than one (docs/performance.md).
 - **The all-layers graph** (``OUT.onnx``): every layer computed, halted examples' states frozen with
   ``Where``. Its outputs equal the segments'; it is the baseline the depth benchmark compares with.
 - **The chain** (``OUT.segments/chain.onnx``, :mod:`trexport.exporter.chain`): the segments in one
