@@ -26,11 +26,11 @@ from torch import nn
 
 from trexport.models import AdaplerForSequenceClassification, default_adapler_config
 from trexport.train.common import (
+    SelectionOptions,
     SpeedupSelection,
     Stage,
     TensorBatch,
     Trainer,
-    TrainOptions,
     pad_rows,
     per_example,
     reduction_model_from,
@@ -40,8 +40,8 @@ from trexport.train.sample import saliency_targets
 
 
 @dataclass
-class AdaplerOptions(TrainOptions):
-    """:class:`TrainOptions` plus AdapLeR's knobs."""
+class AdaplerOptions(SelectionOptions):
+    """:class:`SelectionOptions` plus AdapLeR's knobs."""
 
     lr: float = 2e-5
     gamma: float = 1.0
@@ -49,7 +49,6 @@ class AdaplerOptions(TrainOptions):
     predictor_lr: float = 1e-3
     eta_lr: float = 1e-2
     sharpness: float = 10.0
-    tolerance: float = 0.01
 
 
 def layer_weights(n_layers: int) -> torch.Tensor:
@@ -101,14 +100,12 @@ def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, 
 def train_adapler(options: AdaplerOptions, log=print) -> Path:
     """Run the AdapLeR recipe from the fine-tuned model dir ``options.base``; write ``options.out``."""
     start = start_from_base(options, log)
-    finetuned, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
+    finetuned, train = start.base_model, start.train
     model = reduction_model_from(finetuned, AdaplerForSequenceClassification, default_adapler_config(finetuned.config.num_hidden_layers), options.max_length)
     log("adapler: saliency targets from the fine-tuned model")
     targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
     trainer = Trainer(model, options, log)
-    selection = SpeedupSelection("adapler", trainer, model, dev, finetuned, options.tolerance, base, options.batch_size)
+    selection = SpeedupSelection("adapler", trainer, model, start)
     step, optimizers = make_step(model, options, targets)
     stage = Stage("adapler", options.epochs, train, options.batch_size, step, optimizers, [], selection.hook("adapler"))
-    if not trainer.run([stage]):
-        return Path(options.out)
-    return selection.finish()
+    return selection.run_and_save([stage])

@@ -130,6 +130,14 @@ class TrainOptions:
     stop_after: int | None = None
 
 
+@dataclass
+class SelectionOptions(TrainOptions):
+    """:class:`TrainOptions` of the recipes that start from a fine-tuned model and select an epoch on dev
+    (:class:`SpeedupSelection`): ``tolerance`` is the dev accuracy (a fraction) the selected epoch may lose."""
+
+    tolerance: float = 0.01
+
+
 def check_resumable(options: TrainOptions) -> None:
     """Raise ``InputError`` up front when ``--resume`` has no checkpoint to resume from."""
     from pathlib import Path
@@ -282,20 +290,20 @@ class SpeedupSelection:
     is the epoch with the highest FLOPs speedup whose dev accuracy is >= the fine-tuned model's dev
     accuracy - ``tolerance``. The FLOPs speedup counts the actual per-example kept tokens and depth,
     so it ranks token reduction and adaptive depth alike. With no such epoch (or no dev file),
-    :meth:`finish` writes the last epoch, and ``metrics.jsonl`` says why.
+    :meth:`run_and_save` writes the last epoch, and ``metrics.jsonl`` says why.
 
     Args:
         name: the recipe's name, for log lines.
-        base_model: the fine-tuned model the recipe started from (its dev accuracy is the reference).
-        tolerance: accuracy (a fraction: 0.01 = 1 point) the selected epoch may lose.
-        tokenizer_dir: copied into the written model dir.
+        trainer: its ``options`` are :class:`SelectionOptions`.
+        start: the fine-tuned model (its dev accuracy is the reference), its dir (tokenizer files for the
+            written model) and the dev data.
     """
 
-    def __init__(self, name: str, trainer: "Trainer", model: torch.nn.Module, dev: Batcher | None,
-                 base_model: torch.nn.Module, tolerance: float, tokenizer_dir, batch_size: int = 64):
-        self.name, self.trainer, self.model, self.dev = name, trainer, model, dev
-        self.tolerance, self.tokenizer_dir, self.batch_size = tolerance, tokenizer_dir, batch_size
-        self.base_accuracy = dev_report(base_model, dev, batch_size)["accuracy"] if dev is not None else None
+    def __init__(self, name: str, trainer: "Trainer", model: torch.nn.Module, start: RecipeStart):
+        self.name, self.trainer, self.model, self.dev = name, trainer, model, start.dev
+        self.tolerance, self.tokenizer_dir = trainer.options.tolerance, start.base_dir
+        self.batch_size = trainer.options.batch_size
+        self.base_accuracy = dev_report(start.base_model, self.dev, self.batch_size)["accuracy"] if self.dev is not None else None
         if self.base_accuracy is not None:
             trainer.log(f"{name}: fine-tuned dev accuracy {self.base_accuracy:.4f}")
 
@@ -317,9 +325,12 @@ class SpeedupSelection:
             self.model.save_pretrained(self.trainer.options.out, tokenizer_dir=self.tokenizer_dir)
         return {"dev_" + k: v for k, v in report.items()} | {"base_dev_accuracy": self.base_accuracy, "selected": chosen}
 
-    def finish(self) -> Path:
-        """After :meth:`Trainer.run`: log the selected epoch, or write the last one when none was eligible."""
+    def run_and_save(self, stages: Sequence[Stage]) -> Path:
+        """:meth:`Trainer.run`, then log the selected epoch, or write the last one when none was eligible
+        (nothing more when ``stop_after`` stopped the run early)."""
         out, s = Path(self.trainer.options.out), self.trainer.state
+        if not self.trainer.run(stages):
+            return out
         if "best_speedup" in s:
             self.trainer.log(f"{self.name}: selected epoch {s['best_epoch'] + 1} of stage {s['best_stage']!r}: dev accuracy "
                              f"{s['best_accuracy']:.4f}, FLOPs speedup {s['best_speedup']:.2f}x")

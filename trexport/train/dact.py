@@ -23,11 +23,11 @@ from torch import nn
 
 from trexport.models import DactBertForSequenceClassification, default_dact_bert_config
 from trexport.train.common import (
+    SelectionOptions,
     SpeedupSelection,
     Stage,
     TensorBatch,
     Trainer,
-    TrainOptions,
     linear_schedule,
     optimizer_step,
     start_from_base,
@@ -35,8 +35,8 @@ from trexport.train.common import (
 
 
 @dataclass
-class DactOptions(TrainOptions):
-    """:class:`TrainOptions` plus DACT's knobs."""
+class DactOptions(SelectionOptions):
+    """:class:`SelectionOptions` plus DACT's knobs."""
 
     lr: float = 2e-5
     ponder_cost: float = 0.01
@@ -44,7 +44,6 @@ class DactOptions(TrainOptions):
     head_lr: float = 1e-3
     exit_warmup_epochs: int = 0
     exit_pooling: str = "cls"
-    tolerance: float = 0.01
 
 
 def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int, exit_pooling: str = "cls") -> DactBertForSequenceClassification:
@@ -102,7 +101,7 @@ def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr:
 def train_dact(options: DactOptions, log=print) -> Path:
     """Train DACT-BERT from the fine-tuned model dir ``options.base``; write ``options.out``."""
     start = start_from_base(options, log)
-    finetuned, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
+    finetuned, train = start.base_model, start.train
     model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length, options.exit_pooling)
     trainer = Trainer(model, options, log)
     stages = []
@@ -116,8 +115,6 @@ def train_dact(options: DactOptions, log=print) -> Path:
     optimizer = head_optimizer(model, options.lr, options.head_lr)
     scheduler = linear_schedule(optimizer, options.epochs * -(-len(train.examples) // options.batch_size))
     step = make_step(model, optimizer, scheduler, options.ponder_cost)
-    selection = SpeedupSelection("dact", trainer, model, dev, finetuned, options.tolerance, base, options.batch_size)
+    selection = SpeedupSelection("dact", trainer, model, start)
     stages.append(Stage("dact", options.epochs, train, options.batch_size, step, [optimizer], [scheduler], selection.hook("dact")))
-    if not trainer.run(stages):
-        return Path(options.out)
-    return selection.finish()
+    return selection.run_and_save(stages)

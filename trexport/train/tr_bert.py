@@ -28,11 +28,11 @@ from torch import nn
 from trexport.models import TrBertForSequenceClassification, default_tr_bert_config
 from trexport.models.encoder import extended_attention_mask
 from trexport.train.common import (
+    SelectionOptions,
     SpeedupSelection,
     Stage,
     TensorBatch,
     Trainer,
-    TrainOptions,
     linear_schedule,
     pad_rows,
     per_example,
@@ -42,8 +42,8 @@ from trexport.train.common import (
 
 
 @dataclass
-class TrBertOptions(TrainOptions):
-    """:class:`TrainOptions` plus TR-BERT's knobs (``epochs`` applies to the RL and the joint stage each)."""
+class TrBertOptions(SelectionOptions):
+    """:class:`SelectionOptions` plus TR-BERT's knobs (``epochs`` applies to the RL and the joint stage each)."""
 
     lr: float = 2e-5
     alpha: float = 1.0
@@ -52,7 +52,6 @@ class TrBertOptions(TrainOptions):
     samples: int = 8
     guide_rate: float = 0.2
     temperature: float = 1.0
-    tolerance: float = 0.01
 
 
 def hidden_states_all(model: nn.Module, batch: TensorBatch) -> list[torch.Tensor]:
@@ -196,7 +195,7 @@ def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher
 def train_tr_bert(options: TrBertOptions, log=print) -> Path:
     """Run the three TR-BERT steps from the fine-tuned model dir ``options.base``; write ``options.out``."""
     start = start_from_base(options, log)
-    teacher, base, train, dev = start.base_model, start.base_dir, start.train, start.dev
+    teacher, train = start.base_model, start.train
     model = reduction_model_from(teacher, TrBertForSequenceClassification, default_tr_bert_config(teacher.config.num_hidden_layers), options.max_length)
     log("tr-bert: heuristic token scores and teacher logits from the fine-tuned model")
     heuristic = per_example(train, lambda b: heuristic_scores(teacher, b, list(model.selection_layers)), options.batch_size)
@@ -215,12 +214,10 @@ def train_tr_bert(options: TrBertOptions, log=print) -> Path:
     ])
     joint_sched = linear_schedule(joint_opt, steps)
     joint_step = make_joint_step(model, joint_opt, joint_sched, options, teacher_logits)
-    selection = SpeedupSelection("tr-bert", trainer, model, dev, teacher, options.tolerance, base, options.batch_size)
+    selection = SpeedupSelection("tr-bert", trainer, model, start)
     stages = [
         Stage("tr-bert rl", options.epochs, train, options.batch_size, rl_step, [rl_opt], [], selection.hook("tr-bert rl")),
         Stage("tr-bert joint", options.epochs, train, options.batch_size, joint_step, [joint_opt], [joint_sched],
               selection.hook("tr-bert joint")),
     ]
-    if not trainer.run(stages):
-        return Path(options.out)
-    return selection.finish()
+    return selection.run_and_save(stages)
