@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from trexport.errors import ExportError
+
 CHAIN_FILE = "chain.onnx"  # in OUT.segments/, next to the segments
 
 
@@ -36,13 +38,13 @@ def _inline(graph: onnx.GraphProto, prefix: str, bind: dict[str, str]) -> tuple[
 
     nodes = []
     for node in graph.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            raise ExportError(f"segment node {node.name} has a subgraph; cannot chain it")
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.name = prefix + node.name
         new.input[:] = [rename(n) for n in node.input]
         new.output[:] = [rename(n) for n in node.output]
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise ValueError(f"segment node {node.name} has a subgraph; cannot chain it")
         nodes.append(new)
     initializers = []
     for tensor in graph.initializer:
@@ -65,7 +67,7 @@ def chain_segments(segments: Sequence[onnx.ModelProto], state_names: Sequence[st
         knob_names: the exit rule's run-time settings (graph inputs of every segment).
 
     Raises:
-        ValueError: the segments do not have the inputs and outputs the chain expects.
+        ExportError: the segments do not have the inputs the chain expects, or hold subgraphs.
     """
     first = segments[0].graph
     carried = ("hidden_states", "attention_mask", *state_names)
@@ -85,7 +87,7 @@ def chain_segments(segments: Sequence[onnx.ModelProto], state_names: Sequence[st
         graph, p = segments[index].graph, f"l{index}/"
         expected = {*carried, *knob_names}
         if {i.name for i in graph.input} != expected:
-            raise ValueError(f"segment {index} inputs {[i.name for i in graph.input]}, expected {sorted(expected)}")
+            raise ExportError(f"segment {index} inputs {[i.name for i in graph.input]}, expected {sorted(expected)}")
         body, body_init, seg = _inline(graph, p, {**state, **knobs})
         initializers += body_init
         body += [
