@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from trexport.bench import report
-from trexport.bench.runner import Row, latency_stats, time_rows
+from trexport.bench.runner import Row, latency_stats, paired_speedup, time_rows
 from trexport.bench.suite import speedup_ratios
 from trexport.cli import main
 from trexport.errors import InputError
@@ -30,7 +30,7 @@ def measured_run(reduced_s: float, full_s: float = 0.024) -> dict:
     rows = [sleeper("a", reduced_s), sleeper("c", full_s)]
     times = time_rows(rows, [{}], warmup=1, repeats=9)
     result = {"latency": {k: latency_stats(v) for k, v in times.items()}, "throughput": {},
-              "flops": {"1": {"a": 1.0, "c": 2.0}}}
+              "flops": {"1": {"a": 1.0, "c": 2.0}}, "rounds": {"1": {k: [t * 1e3 for t in v] for k, v in times.items()}}}
     result["ratios"] = speedup_ratios(result)
     return result
 
@@ -38,9 +38,20 @@ def measured_run(reduced_s: float, full_s: float = 0.024) -> dict:
 def test_planted_slowdown_is_caught_and_an_unchanged_rerun_passes():
     baseline = measured_run(0.012)
     assert 1.7 < baseline["ratios"]["latency_p50.a/c"] < 2.1
+    assert 1.7 < baseline["ratios"]["paired_b1.a/c"] < 2.1
     assert report.compare(measured_run(0.012), baseline, 0.10) == []
     failures = report.compare(measured_run(0.012 * 1.25), baseline, 0.10)  # (a) 25% slower: a/c drops 20%
-    assert len(failures) == 1 and failures[0].startswith("latency_p50.a/c:")
+    assert sorted(f.split(":")[0] for f in failures) == ["latency_p50.a/c", "paired_b1.a/c"]
+
+
+def test_paired_speedup_is_the_median_of_round_ratios():
+    """(c) takes 2x (a) in every round while the machine is 3x slower in rounds 2-5: each round's ratio is
+    2, whatever the spell. A spell that reaches (c) one round later spoils two of seven rounds, not the median."""
+    slow = [1, 1, 3, 3, 3, 3, 1]
+    a = [0.010 * f for f in slow]
+    assert paired_speedup(a, [0.020 * f for f in slow]) == pytest.approx(2.0)
+    assert paired_speedup([0.020 * f for f in slow], a) == pytest.approx(0.5)
+    assert paired_speedup(a, [0.020 * f for f in [1, 1, 1, 3, 3, 3, 3]]) == pytest.approx(2.0)
 
 
 def test_compare_skips_flops_and_one_sided_ratios():

@@ -37,19 +37,30 @@ def markdown(result: dict) -> str:
               "| x/y | " + " | ".join(f"b{b}" for b in batches) + " |", "|" + "---|" * (len(batches) + 1)]
     ratios = result["ratios"]
     pairs = sorted({name.split(".", 1)[1] for name in ratios}, key=lambda p: list(_pair_order(ratios)).index(p))
-    for pair in pairs:
-        cells = []
-        for b in batches:
-            measured = ratios.get(f"latency_p50.{pair}" if b == "1" else f"throughput_b{b}.{pair}")
-            flops = ratios.get(f"flops_b{b}.{pair}")
-            cells.append(f"{measured:.2f} ({flops:.2f})" if measured is not None and flops is not None else "-")
-        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    lines += _ratio_rows(ratios, pairs, batches, lambda b: "latency_p50" if b == "1" else f"throughput_b{b}")
+    if any(name.startswith("paired_") for name in ratios):
+        lines += ["", "Paired speedup of x over y (FLOPs): the median over rounds of time(y) / time(x), both timed in "
+                  "the same round, so a slow spell of the machine cancels.", "",
+                  "| x/y | " + " | ".join(f"b{b}" for b in batches) + " |", "|" + "---|" * (len(batches) + 1)]
+        lines += _ratio_rows(ratios, pairs, batches, lambda b: f"paired_b{b}")
     if "same_logits" in result:
         lines += ["", "Max |logit diff| on one input, against the first reduced row and the first full row: "
                   + ", ".join(f"({k}) {v:.1e}" for k, v in result["same_logits"].items())]
     if "selection_share" in result:
         lines += ["", f"TopKGather share of (a)'s ONNX Runtime node time at batch 1: {100 * result['selection_share']['a']:.2f}%"]
     return "\n".join(lines)
+
+
+def _ratio_rows(ratios: dict, pairs: list[str], batches: list[str], measured_key) -> list[str]:
+    """One markdown row per pair: ``measured (FLOPs)`` per batch size, ``-`` where either is missing."""
+    lines = []
+    for pair in pairs:
+        cells = []
+        for b in batches:
+            measured, flops = ratios.get(f"{measured_key(b)}.{pair}"), ratios.get(f"flops_b{b}.{pair}")
+            cells.append(f"{measured:.2f} ({flops:.2f})" if measured is not None and flops is not None else "-")
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _pair_order(ratios: dict) -> dict:
@@ -141,7 +152,7 @@ def compare(result: dict, baseline: dict, max_regression: float, absolute: bool 
 
 def _measured(result: dict, absolute: bool) -> dict[str, float]:
     if not absolute:
-        return {k: v for k, v in result.get("ratios", {}).items() if k.startswith(("latency_p50.", "throughput_b"))}
+        return {k: v for k, v in result.get("ratios", {}).items() if k.startswith(("latency_p50.", "throughput_b", "paired_b"))}
     values = {f"inverse_latency_p50.{k}": 1.0 / v["p50_ms"] for k, v in result.get("latency", {}).items()}
     for b, rows in result.get("throughput", {}).items():
         values |= {f"seq_per_s_b{b}.{k}": v["seq_per_s"] for k, v in rows.items()}

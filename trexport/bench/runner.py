@@ -62,6 +62,18 @@ def time_rows(rows: Sequence[Row], batches: Sequence[Feeds], warmup: int, repeat
     return times
 
 
+def paired_speedup(x_seconds: Sequence[float], y_seconds: Sequence[float]) -> float:
+    """Median over rounds of ``y_seconds[i] / x_seconds[i]``: the speedup of x over y, each round's two
+    calls compared with each other (both ran back to back in the same round of :func:`time_rows`).
+
+    A slow spell of the machine that spans a round slows both calls, so it cancels in the round's ratio;
+    the ratio of two separate medians does not pair them and carries it (docs/performance.md). Same
+    batch per round, so this is the latency ratio at batch 1 and the throughput ratio at batch N.
+    """
+    ratios = np.asarray(y_seconds, dtype=np.float64) / np.asarray(x_seconds, dtype=np.float64)
+    return float(np.median(ratios))
+
+
 def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
     """p50 / p90 / p99 / mean in milliseconds."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3

@@ -22,7 +22,7 @@ import torch
 from trexport import __version__
 from trexport.bench.graphs import build_graphs
 from trexport.bench.optimum_row import export_optimum
-from trexport.bench.runner import Feeds, Row, latency_stats, profile_op_share, throughput, time_rows
+from trexport.bench.runner import Feeds, Row, latency_stats, paired_speedup, profile_op_share, throughput, time_rows
 from trexport.bench.schedule import format_keep_schedule, geometry_model
 from trexport.bench.workload import make_pool, pad_batches
 from trexport.errors import InputError
@@ -169,6 +169,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda m: None
     result["same_logits"] = _logit_agreement(rows, singles[0])
     latency = time_rows(rows, singles, options.warmup, options.repeats)
     result["latency"] = {k: latency_stats(v) for k, v in latency.items()}
+    result["rounds"] = {"1": _rounds_ms(latency)}
     result["flops"] = {"1": {row.key: executed_flops(row, singles[:8], model) / 1e9 for row in rows}}
     result["throughput"] = {}
     for batch_size in options.batch_sizes:
@@ -177,6 +178,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda m: None
         times = time_rows(rows, batches, min(options.warmup, 1), options.throughput_repeats)
         actual = int(batches[0]["input_ids"].shape[0])  # fewer sequences than batch_size: one smaller batch
         result["throughput"][str(batch_size)] = {k: throughput(v, actual) | {"batch_size": actual} for k, v in times.items()}
+        result["rounds"][str(batch_size)] = _rounds_ms(times)
         result["flops"][str(batch_size)] = {row.key: executed_flops(row, batches[:2], model) / 1e9 for row in rows}
     if "a" in graph_rows:
         share = profile_op_share(lambda p: graphs.session("a", options.threads, p), singles[:5], {"TopKGather"}, workdir / "profile_a")
@@ -186,6 +188,11 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda m: None
     if options.sweep_ratios:
         result["sweep"] = _sweep(options, rows, singles, log)
     return result
+
+
+def _rounds_ms(times: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Row key -> the duration of each timed round in ms (round ``i`` of every row ran back to back)."""
+    return {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()}
 
 
 def _logit_agreement(rows: list[Row], feeds: Feeds) -> dict[str, float]:
@@ -230,6 +237,7 @@ def _sweep(options: BenchOptions, rows: list[Row], singles: list[Feeds], log) ->
         latency = time_rows(sweep_rows, singles, options.warmup, options.repeats)
         point = {"schedule": format_keep_schedule(schedule), "keep_ratio": keep_ratio(sweep_rows, singles[:4]),
                  "latency": {k: latency_stats(v) for k, v in latency.items()}, "throughput": {},
+                 "rounds": {"1": _rounds_ms(latency)},
                  "flops": {"1": {row.key: executed_flops(row, singles[:4], model) / 1e9 for row in sweep_rows}}}
         point["ratios"] = speedup_ratios(point)
         points.append(point)
@@ -240,7 +248,9 @@ def speedup_ratios(result: dict) -> dict[str, float]:
     """Every measured "x over y" speedup (higher is better) and its FLOPs counterpart.
 
     Keys: ``latency_p50.x/y`` = p50(y) / p50(x) at batch 1, ``throughput_bN.x/y`` = tput(x) / tput(y),
-    ``flops_bN.x/y`` = FLOPs(y) / FLOPs(x) (theoretical), ``efficiency_bN.x/y`` = measured / FLOPs.
+    ``paired_bN.x/y`` = the median over rounds of time(y) / time(x) within the same round
+    (:func:`~trexport.bench.runner.paired_speedup`; N = 1 for latency), ``flops_bN.x/y`` = FLOPs(y) /
+    FLOPs(x) (theoretical), ``efficiency_b1.x/y`` = ``latency_p50`` / FLOPs.
     """
     ratios: dict[str, float] = {}
     lat, flops = result["latency"], result["flops"]
@@ -253,6 +263,9 @@ def speedup_ratios(result: dict) -> dict[str, float]:
             if x in tput and y in tput:
                 ratios[f"throughput_b{b}.{x}/{y}"] = tput[x]["seq_per_s"] / tput[y]["seq_per_s"]
                 ratios[f"flops_b{b}.{x}/{y}"] = flops[b][y] / flops[b][x]
+        for b, rounds in result.get("rounds", {}).items():
+            if x in rounds and y in rounds:
+                ratios[f"paired_b{b}.{x}/{y}"] = paired_speedup(rounds[x], rounds[y])
     return ratios
 
 
