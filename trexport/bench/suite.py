@@ -26,6 +26,7 @@ from trexport.bench.runner import Feeds, Row, latency_stats, paired_speedup, pro
 from trexport.bench.schedule import format_keep_schedule, geometry_model
 from trexport.bench.workload import make_pool, pad_batches
 from trexport.errors import InputError
+from trexport.exporter import session_options
 from trexport.flops import encoder_flops
 from trexport.models import from_pretrained
 from trexport.models.base import TokenReductionForSequenceClassification
@@ -155,8 +156,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda m: None
             from trexport.exporter.fusions import fused_op_counts
 
             fused["d"] = fused_op_counts(onnx.load(str(path), load_external_data=False))
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = options.threads, 1, 3
+            so = session_options("standard")  # the settings of (a)-(c): no thread spinning
+            so.intra_op_num_threads, so.inter_op_num_threads = options.threads, 1
             rows.append(_ort_row("d", ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]), False))
     rows += [_torch_row(r, model) for r in ("e", "f") if r in options.rows]
     rows.sort(key=lambda row: row.key)
