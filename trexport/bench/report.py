@@ -33,16 +33,14 @@ def markdown(result: dict) -> str:
         if key not in result["rows"]:
             lines.append(f"| ({key}) | {note} |" + " |" * (len(head) - 2))
     batches = ["1", *sizes]
-    lines += ["", "Speedup of x over y, measured (FLOPs): p50 latency at batch 1, throughput at batch N.", "",
-              "| x/y | " + " | ".join(f"b{b}" for b in batches) + " |", "|" + "---|" * (len(batches) + 1)]
     ratios = result["ratios"]
     pairs = sorted({name.split(".", 1)[1] for name in ratios}, key=lambda p: list(_pair_order(ratios)).index(p))
-    lines += _ratio_rows(ratios, pairs, batches, lambda b: "latency_p50" if b == "1" else f"throughput_b{b}")
+    lines += _ratio_table("Speedup of x over y, measured (FLOPs): p50 latency at batch 1, throughput at batch N.",
+                          ratios, pairs, batches, lambda b: "latency_p50" if b == "1" else f"throughput_b{b}")
     if any(name.startswith("paired_") for name in ratios):
-        lines += ["", "Paired speedup of x over y (FLOPs): the median over rounds of time(y) / time(x), both timed in "
-                  "the same round, so a slow spell of the machine cancels.", "",
-                  "| x/y | " + " | ".join(f"b{b}" for b in batches) + " |", "|" + "---|" * (len(batches) + 1)]
-        lines += _ratio_rows(ratios, pairs, batches, lambda b: f"paired_b{b}")
+        lines += _ratio_table("Paired speedup of x over y (FLOPs): the median over rounds of time(y) / time(x), both "
+                              "timed in the same round, so a slow spell of the machine cancels.",
+                              ratios, pairs, batches, lambda b: f"paired_b{b}")
     if "same_logits" in result:
         lines += ["", "Max |logit diff| on one input, against the first reduced row and the first full row: "
                   + ", ".join(f"({k}) {v:.1e}" for k, v in result["same_logits"].items())]
@@ -51,9 +49,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _ratio_rows(ratios: dict, pairs: list[str], batches: list[str], measured_key) -> list[str]:
-    """One markdown row per pair: ``measured (FLOPs)`` per batch size, ``-`` where either is missing."""
-    lines = []
+def _ratio_table(title: str, ratios: dict, pairs: list[str], batches: list[str], measured_key) -> list[str]:
+    """``title``, then a markdown table with one row per pair: ``measured (FLOPs)`` per batch size, ``-``
+    where either is missing."""
+    lines = ["", title, "", "| x/y | " + " | ".join(f"b{b}" for b in batches) + " |", "|" + "---|" * (len(batches) + 1)]
     for pair in pairs:
         cells = []
         for b in batches:
