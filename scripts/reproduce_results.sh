@@ -16,6 +16,7 @@
 #         fine-tuning and the reduction recipes use a random FT_LIMIT / RED_LIMIT (default 4,000 /
 #         2,000) of the rest; results are on a random EVAL_LIMIT (default 5,000) of the 25,000 test reviews.
 # Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI AD_ETA_LR
+# AD_GROWTH (AdapLeR's per-epoch sharpness growth, default 10)
 # DACT_PONDER DACT_BIAS DACT_WARMUP LAT_N THREADS in the environment, and the epochs of one recipe with
 # FT_EPOCHS AD_EPOCHS TR_EPOCHS DACT_EPOCHS (default: EPOCHS); SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
 # METHODS (default "finetuned dact adapler tr_bert") picks the models to train, evaluate and convert.
@@ -46,7 +47,7 @@ case "$DATASET" in
         EVAL_LIMIT=${EVAL_LIMIT:-5000}; TR_ALPHA=${TR_ALPHA:-1.0} ;;
     *) echo "unknown dataset $DATASET (sst2 or imdb)" >&2; exit 2 ;;
 esac
-AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} AD_ETA_LR=${AD_ETA_LR:-1e-2} DACT_PONDER=${DACT_PONDER:-0.2} DACT_BIAS=${DACT_BIAS:-0.0}
+AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} AD_ETA_LR=${AD_ETA_LR:-1e-2} AD_GROWTH=${AD_GROWTH:-10} DACT_PONDER=${DACT_PONDER:-0.2} DACT_BIAS=${DACT_BIAS:-0.0}
 EXIT_POOLING=${EXIT_POOLING:-mean}  # all-MiniLM-L6-v2's [CLS] is constant before layer 4 (docs/results.md)
 mkdir -p "$OUT/data" "$OUT/results"
 
@@ -89,7 +90,8 @@ train() {  # train RECIPE DIR ARGS...
 train finetune "$OUT/finetuned" $COMMON --epochs "$FT_EPOCHS" $(limit "$FT_LIMIT") --lr 5e-5
 train dact "$OUT/dact" $COMMON --epochs "$DACT_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" \
     --halting-bias "$DACT_BIAS" --exit-warmup-epochs "$DACT_WARMUP" --exit-pooling "$EXIT_POOLING"
-train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI" --eta-lr "$AD_ETA_LR"
+train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI" --eta-lr "$AD_ETA_LR" \
+    --sharpness-growth "$AD_GROWTH"
 train tr-bert "$OUT/tr_bert" $COMMON --epochs "$TR_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA"
 
 # 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.

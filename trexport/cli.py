@@ -236,7 +236,8 @@ def train_tr_bert(**kwargs) -> None:
 @click.option("--phi", default=0.5, show_default=True, help="Weight of the soft-length loss of the eta optimiser.")
 @click.option("--predictor-lr", default=1e-3, show_default=True, help="Learning rate of the contribution predictors.")
 @click.option("--eta-lr", default=1e-2, show_default=True, help="Learning rate of eta.")
-@click.option("--sharpness", default=10.0, show_default=True, help="Soft-removal lambda of epoch 1 (x10 each epoch).")
+@click.option("--sharpness", default=10.0, show_default=True, help="Soft-removal lambda of epoch 1.")
+@click.option("--sharpness-growth", default=10.0, show_default=True, help="Factor lambda grows by each epoch (upstream: 10).")
 @_tolerance_option
 @_one_line_errors
 def train_adapler(**kwargs) -> None:

@@ -73,3 +73,21 @@ def test_kl_to_the_saliency_targets_falls():
     history = [step(batch, 0)["kl"] for _ in range(40)]
     assert history[-1] < 0.8 * history[0], history
     assert torch.allclose(layer_weights(4), torch.tensor([4.0, 3.0, 2.0, 1.0]) / 10)
+
+
+def test_sharpness_grows_by_sharpness_growth_each_epoch(monkeypatch):
+    model = AdaplerForSequenceClassification(tiny_config("adapler"))
+    seen = []
+    forward_soft = model.forward_soft
+
+    def spy(*args, sharpness):
+        seen.append(sharpness)
+        return forward_soft(*args, sharpness=sharpness)
+
+    monkeypatch.setattr(model, "forward_soft", spy)
+    batch = toy_batch()
+    for growth in (10.0, 3.0):
+        step, _ = make_step(model, AdaplerOptions(data="-", out="-", sharpness=2.0, sharpness_growth=growth), None)
+        for epoch in range(3):
+            step(batch, epoch)
+    assert seen == [2.0, 20.0, 200.0, 2.0, 6.0, 18.0]

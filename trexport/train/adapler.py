@@ -7,7 +7,8 @@
    gamma * sum_l w_l KL(target || CP_l), w_l = L .. 1 normalised (upstream's layer weighting).
 3. Second optimiser on eta: CE + phi * soft length (mean over layers of soft alive / real tokens).
    eta is clipped to [eta_min, eta_max] after each step. The soft-removal sharpness lambda is
-   ``sharpness * 10^epoch`` (upstream 10 * 10^epoch).
+   ``sharpness * sharpness_growth^epoch`` (upstream: 10 * 10^epoch, the defaults). A smaller growth
+   over more epochs gives model selection more intermediate speedups to choose from.
 4. Model selection (:class:`~trexport.train.common.SpeedupSelection`): after each epoch, hard-removal
    dev accuracy and FLOPs speedup; the written model is the epoch with the best speedup whose dev
    accuracy is >= the fine-tuned model's - ``tolerance``. With no such epoch (or no dev file) the last
@@ -49,6 +50,7 @@ class AdaplerOptions(SelectionOptions):
     predictor_lr: float = 1e-3
     eta_lr: float = 1e-2
     sharpness: float = 10.0
+    sharpness_growth: float = 10.0
 
 
 def layer_weights(n_layers: int) -> torch.Tensor:
@@ -73,7 +75,7 @@ def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, 
 
     def step(batch: TensorBatch, epoch: int) -> dict:
         model.train()
-        out = model.forward_soft(*batch.inputs(), sharpness=options.sharpness * 10**epoch)
+        out = model.forward_soft(*batch.inputs(), sharpness=options.sharpness * options.sharpness_growth**epoch)
         ce = nn.functional.cross_entropy(out.logits, batch.labels)
         if targets is not None:
             target = pad_rows([targets[i] for i in batch.indices], batch.input_ids.shape[1])
