@@ -386,7 +386,7 @@ def bench_depth(graph: Path, data_path: Path, limit: int | None, batch_sizes: st
 @click.option("--max-length", default=512, show_default=True, help="Truncate --data texts to this many tokens.")
 @click.option("--threads", default=2, show_default=True, help="Intra-op threads of ONNX Runtime and PyTorch.")
 @click.option("--batch-sizes", default="8,32", show_default=True, help="Throughput batch sizes.")
-@click.option("--warmup", default=3, show_default=True, help="Untimed rounds per measurement.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed rounds per latency measurement (throughput: one untimed pass over every batch; 0: none).")
 @click.option("--repeats", default=20, show_default=True, help="Timed batch-1 rounds (every row once per round).")
 @click.option("--throughput-repeats", default=3, show_default=True, help="Timed rounds per throughput batch size.")
 @click.option("--rows", default="abcdef", show_default=True, help="Which rows to run (a-f, see docs/performance.md).")
