@@ -176,8 +176,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda m: None
     for batch_size in options.batch_sizes:
         batches = pad_batches(pool, batch_size, sort=True)
         log(f"throughput at batch {batch_size}: {len(rows)} rows x {options.throughput_repeats} repeats ...")
-        # one untimed pass over every batch shape: the first call at a new shape grows each session's
-        # memory arena, which would otherwise be timed in whichever round meets that shape first
+        # one untimed pass over every batch shape, so no timed round holds a session's first call at a
+        # shape (docs/performance.md, IMDB: those calls had put c/d at 0.77)
         times = time_rows(rows, batches, len(batches) if options.warmup else 0, options.throughput_repeats)
         actual = int(batches[0]["input_ids"].shape[0])  # fewer sequences than batch_size: one smaller batch
         result["throughput"][str(batch_size)] = {k: throughput(v, actual) | {"batch_size": actual} for k, v in times.items()}

@@ -7,8 +7,8 @@
    gamma * sum_l w_l KL(target || CP_l), w_l = L .. 1 normalised (upstream's layer weighting).
 3. Second optimiser on eta: CE + phi * soft length (mean over layers of soft alive / real tokens).
    eta is clipped to [eta_min, eta_max] after each step. The soft-removal sharpness lambda is
-   ``sharpness * sharpness_growth^epoch`` (upstream: 10 * 10^epoch, the defaults). A smaller growth
-   over more epochs gives model selection more intermediate speedups to choose from.
+   ``sharpness * sharpness_growth^epoch`` (upstream: 10 * 10^epoch, the defaults). The kept length
+   follows eta's learning rate x steps far more than lambda (docs/results.md, IMDB).
 4. Model selection (:class:`~trexport.train.common.SpeedupSelection`): after each epoch, hard-removal
    dev accuracy and FLOPs speedup; the written model is the epoch with the best speedup whose dev
    accuracy is >= the fine-tuned model's - ``tolerance``. With no such epoch (or no dev file) the last
