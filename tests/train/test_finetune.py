@@ -57,6 +57,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy_data, base_di
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    events = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    resume = [e for e in events if e["event"] == "resume"]
+    assert len(resume) == 1 and resume[0]["options"]["resume"] is True  # the resumed invocation's options
     # and a different seed really gives different weights (the comparison can fail)
     assert finetune(train, tmp_path / "seed1", base_dir, "--seed", 1).exit_code == 0
     c = load_file(str(tmp_path / "seed1" / "model.safetensors"))

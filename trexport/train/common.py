@@ -442,8 +442,8 @@ class Trainer:
     def run(self, stages: Sequence[Stage]) -> bool:
         """Run every stage; returns False if ``stop_after`` stopped it early (a checkpoint was left)."""
         payload = self.load_checkpoint() if self.options.resume else None
-        if self.options.resume:
-            self.metric("resume")
+        if self.options.resume:  # the options of this invocation: a resumed run may change some (e.g. more epochs)
+            self.metric("resume", options=dataclasses_asdict(self.options))
         else:
             self.checkpoint_path().unlink(missing_ok=True)
             first = stages[0].batcher if stages else None
