@@ -220,6 +220,9 @@ _tolerance_option = click.option(
 @click.option("--samples", default=8, show_default=True, help="Bernoulli samples per example.")
 @click.option("--guide-rate", default=0.2, show_default=True, help="Share of RL steps with one imitation sample.")
 @click.option("--temperature", default=1.0, show_default=True, help="Distillation temperature of the joint stage.")
+@click.option("--micro-batch-size", type=click.IntRange(min=1),
+              help="Examples per forward/backward pass of the joint stage, to bound its memory (about batch x samples "
+                   "x max-length^2; the optimizer still steps once per --batch-size) [default: --batch-size].")
 @_tolerance_option
 @_one_line_errors
 def train_tr_bert(**kwargs) -> None:

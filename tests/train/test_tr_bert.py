@@ -10,7 +10,7 @@ from tests.conftest import tiny_config
 from tests.train.conftest import run_cli
 from trexport.models import TrBertForSequenceClassification, from_pretrained
 from trexport.train.common import TensorBatch
-from trexport.train.tr_bert import TrBertOptions, heuristic_scores, make_rl_step, sampled_forward
+from trexport.train.tr_bert import TrBertOptions, heuristic_scores, make_joint_step, make_rl_step, sampled_forward
 
 
 def tr_bert(data, out, base, *extra):
@@ -64,6 +64,30 @@ def test_reward_rises_when_dropping_tokens_is_free():
     assert last > first + 0.15, (first, last)  # reward = -ln 2 - kept ratio: at most ~0.3 to gain
     assert history[-1]["length"] < 0.5 * history[0]["length"]
     assert all(torch.equal(v, model.bert.state_dict()[k]) for k, v in encoder_before.items())
+
+
+def test_joint_step_in_micro_batches_makes_the_whole_batch_update():
+    torch.manual_seed(0)
+    config = tiny_config("tr_bert", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    models = [TrBertForSequenceClassification(config) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    batch = toy_batch(batch_size=8)
+    teacher = list(torch.randn(8, 2))
+    start = {k: v.clone() for k, v in models[0].bert.state_dict().items()}
+    after = []
+    for model, micro in zip(models, (None, 3)):  # micro-batches of 3, 3 and 2 examples
+        with torch.no_grad():
+            for policy in model.policy_networks:
+                policy[-1].bias.fill_(30.0)  # keep probability 1 - 1e-6: every path keeps every token
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        options = TrBertOptions(data="-", out="-", samples=2, micro_batch_size=micro)
+        stats = make_joint_step(model, optimizer, scheduler, options, teacher)(batch, 0)
+        after.append((stats, {k: v.clone() for k, v in model.state_dict().items()}))
+    (full_stats, full), (micro_stats, micro) = after
+    assert abs(full_stats["kd"] - micro_stats["kd"]) < 1e-5 and micro_stats["length"] > 0.99
+    assert any(not torch.allclose(full["bert." + k], v) for k, v in start.items())  # the step moved the encoder
+    assert all(torch.allclose(full[k], micro[k], atol=1e-6) for k in full)
 
 
 def test_imitation_sample_follows_the_heuristic_not_the_dice():

@@ -43,7 +43,14 @@ from trexport.train.common import (
 
 @dataclass
 class TrBertOptions(SelectionOptions):
-    """:class:`SelectionOptions` plus TR-BERT's knobs (``epochs`` applies to the RL and the joint stage each)."""
+    """:class:`SelectionOptions` plus TR-BERT's knobs (``epochs`` applies to the RL and the joint stage each).
+
+    ``micro_batch_size``: examples per forward/backward pass of the joint stage (default: the whole batch).
+    The joint stage backpropagates through ``samples`` full-length paths per example, so its activation
+    memory grows with micro-batch x samples x max_length^2 (batch 16 x 8 samples x 512 tokens ran out of
+    24 GiB); the gradients of the micro-batches are summed, weighted by their share of the batch, and the
+    optimizer steps once per batch, so the update is the whole batch's (up to the random draws).
+    """
 
     lr: float = 2e-5
     alpha: float = 1.0
@@ -52,6 +59,7 @@ class TrBertOptions(SelectionOptions):
     samples: int = 8
     guide_rate: float = 0.2
     temperature: float = 1.0
+    micro_batch_size: int | None = None
 
 
 def hidden_states_all(model: nn.Module, batch: TensorBatch) -> list[torch.Tensor]:
@@ -156,6 +164,17 @@ def gather_rows(values: list[torch.Tensor], batch: TensorBatch) -> torch.Tensor:
     return torch.stack([pad_rows(list(values[i]), width) for i in batch.indices])
 
 
+def split_batch(batch: TensorBatch, size: int) -> list[TensorBatch]:
+    """Consecutive slices of at most ``size`` examples, each cut to its own longest example."""
+    parts = []
+    for start in range(0, len(batch.indices), size):
+        rows = slice(start, start + size)
+        width = int(batch.attention_mask[rows].sum(1).max())
+        parts.append(TensorBatch(batch.input_ids[rows, :width], batch.attention_mask[rows, :width],
+                                 batch.token_type_ids[rows, :width], batch.labels[rows], batch.indices[rows]))
+    return parts
+
+
 def make_rl_step(model, optimizer, options: TrBertOptions, heuristic: list | None, guided_steps: int, step_counter):
     """The RL-stage step: policies only, encoder frozen and in eval mode. Returns ``step(batch, epoch)``."""
 
@@ -179,15 +198,20 @@ def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher
 
     def step(batch: TensorBatch, epoch: int) -> dict:
         model.train()
-        out = sampled_forward(model, batch, options.samples, None, train_encoder=True)
-        teacher = torch.stack([teacher_logits[i] for i in batch.indices]).repeat_interleave(options.samples, dim=0)
-        kd = -(torch.softmax(teacher / t, -1) * torch.log_softmax(out.logits / t, -1)).sum(-1).mean() * t * t
-        rl, reward = policy_loss(out, batch.labels, options.samples, alpha)
         optimizer.zero_grad()
-        (kd + rl).backward()
+        totals = {"kd": 0.0, "reward": 0.0, "length": 0.0}
+        for part in split_batch(batch, options.micro_batch_size or len(batch.indices)):
+            share = len(part.indices) / len(batch.indices)
+            out = sampled_forward(model, part, options.samples, None, train_encoder=True)
+            teacher = torch.stack([teacher_logits[i] for i in part.indices]).repeat_interleave(options.samples, dim=0)
+            kd = -(torch.softmax(teacher / t, -1) * torch.log_softmax(out.logits / t, -1)).sum(-1).mean() * t * t
+            rl, reward = policy_loss(out, part.labels, options.samples, alpha)
+            ((kd + rl) * share).backward()
+            for name, value in (("kd", kd), ("reward", reward.mean()), ("length", out.length_ratio.mean())):
+                totals[name] += value.item() * share
         optimizer.step()
         scheduler.step()
-        return {"kd": kd.item(), "reward": reward.mean().item(), "length": out.length_ratio.mean().item()}
+        return totals
 
     return step
 
