@@ -18,7 +18,8 @@
 #         The recipe defaults are those of docs/results.md (a 2-core CPU runs them in about 3 hours).
 # Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI AD_ETA_LR
 # AD_GROWTH (AdapLeR's per-epoch sharpness growth, default 10)
-# DACT_PONDER DACT_BIAS DACT_WARMUP TR_MICRO (TR-BERT's --micro-batch-size) LAT_N THREADS in the environment, and the epochs of one recipe with
+# DACT_PONDER DACT_BIAS DACT_WARMUP TR_POLICY_LR TR_GUIDE TR_ALPHA_JOINT (TR-BERT's --policy-lr, --guide-rate, --alpha-joint)
+# TR_MICRO (TR-BERT's --micro-batch-size) LAT_N THREADS in the environment, and the epochs of one recipe with
 # FT_EPOCHS AD_EPOCHS TR_EPOCHS DACT_EPOCHS (default: EPOCHS); SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
 # METHODS (default "finetuned dact adapler tr_bert") picks the models to train, evaluate and convert.
 # Any step can be interrupted: rerunning continues it with --resume from its last checkpoint.
@@ -47,7 +48,8 @@ case "$DATASET" in
         MAXLEN=512; BATCH=${BATCH:-16}; SEL_DEV=${SEL_DEV:-500}; FT_LIMIT=${FT_LIMIT:-2000}; RED_LIMIT=${RED_LIMIT:-1000}
         EVAL_LIMIT=${EVAL_LIMIT:-5000}; TR_ALPHA=${TR_ALPHA:-1.0}; FT_EPOCHS=${FT_EPOCHS:-1}; TR_EPOCHS=${TR_EPOCHS:-1}
         AD_PHI=${AD_PHI:-0.5}; AD_ETA_LR=${AD_ETA_LR:-7e-3}; DACT_PONDER=${DACT_PONDER:-0.15}; DACT_EPOCHS=${DACT_EPOCHS:-1}
-        TR_MICRO=${TR_MICRO:-4} ;;  # docs/results.md; TR-BERT's joint stage at 16 x 8 paths x 512 tokens needs > 24 GiB
+        TR_POLICY_LR=${TR_POLICY_LR:-1e-2}; TR_GUIDE=${TR_GUIDE:-0.5}; TR_ALPHA_JOINT=${TR_ALPHA_JOINT:-0.5}
+        TR_MICRO=${TR_MICRO:-2} ;;  # docs/results.md; TR-BERT's joint stage at 16 x 8 paths x 512 tokens needs > 24 GiB
     *) echo "unknown dataset $DATASET (sst2 or imdb)" >&2; exit 2 ;;
 esac
 AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} AD_ETA_LR=${AD_ETA_LR:-1e-2} AD_GROWTH=${AD_GROWTH:-10} DACT_PONDER=${DACT_PONDER:-0.2} DACT_BIAS=${DACT_BIAS:-0.0}
@@ -96,7 +98,9 @@ train dact "$OUT/dact" $COMMON --epochs "$DACT_EPOCHS" $(limit "$RED_LIMIT") --b
 train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI" --eta-lr "$AD_ETA_LR" \
     --sharpness-growth "$AD_GROWTH"
 TR_MICRO=${TR_MICRO:-0}  # examples per joint-stage forward/backward (0: the whole batch)
+TR_POLICY_LR=${TR_POLICY_LR:-1e-3} TR_GUIDE=${TR_GUIDE:-0.2} TR_ALPHA_JOINT=${TR_ALPHA_JOINT:-$TR_ALPHA}
 train tr-bert "$OUT/tr_bert" $COMMON --epochs "$TR_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA" \
+    --policy-lr "$TR_POLICY_LR" --guide-rate "$TR_GUIDE" --alpha-joint "$TR_ALPHA_JOINT" \
     $([ "$TR_MICRO" -gt 0 ] && echo "--micro-batch-size $TR_MICRO" || true)
 
 # 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.
