@@ -74,6 +74,7 @@ EOF
 fi
 TRAIN=$OUT/data/train.jsonl.gz DEV=$OUT/data/dev.jsonl.gz
 limit() { [ "$1" -gt 0 ] && echo "--limit $1" || true; }
+flag() { [ -n "$2" ] && echo "$1 $2" || true; }  # an option only when set (else the CLI's default)
 COMMON="--data $TRAIN --dev $DEV --max-length $MAXLEN --batch-size $BATCH --seed $SEED"
 FT_EPOCHS=${FT_EPOCHS:-$EPOCHS} AD_EPOCHS=${AD_EPOCHS:-$EPOCHS} TR_EPOCHS=${TR_EPOCHS:-$EPOCHS} DACT_EPOCHS=${DACT_EPOCHS:-$EPOCHS}
 DACT_WARMUP=${DACT_WARMUP:-1}
@@ -98,9 +99,8 @@ train dact "$OUT/dact" $COMMON --epochs "$DACT_EPOCHS" $(limit "$RED_LIMIT") --b
 train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI" --eta-lr "$AD_ETA_LR" \
     --sharpness-growth "$AD_GROWTH"
 TR_MICRO=${TR_MICRO:-0}  # examples per joint-stage forward/backward (0: the whole batch)
-TR_POLICY_LR=${TR_POLICY_LR:-1e-3} TR_GUIDE=${TR_GUIDE:-0.2} TR_ALPHA_JOINT=${TR_ALPHA_JOINT:-$TR_ALPHA}
 train tr-bert "$OUT/tr_bert" $COMMON --epochs "$TR_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --alpha "$TR_ALPHA" \
-    --policy-lr "$TR_POLICY_LR" --guide-rate "$TR_GUIDE" --alpha-joint "$TR_ALPHA_JOINT" \
+    $(flag --policy-lr "${TR_POLICY_LR:-}") $(flag --guide-rate "${TR_GUIDE:-}") $(flag --alpha-joint "${TR_ALPHA_JOINT:-}") \
     $([ "$TR_MICRO" -gt 0 ] && echo "--micro-batch-size $TR_MICRO" || true)
 
 # 3. PyTorch evaluation on the reported split: accuracy, kept tokens / depth, FLOPs ratio.
