@@ -104,6 +104,27 @@ def test_unwritable_output(converted, tmp_path):
     assert blocker.read_text() == "not a dir"
 
 
+def test_convert_creates_missing_folders(converted, tmp_path):
+    _, model_dir, _ = converted
+    out = tmp_path / "a" / "b" / "o.onnx"
+    result = run("convert", model_dir, out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and out.with_name("o.meta.json").is_file()
+
+
+def test_failed_convert_removes_the_folders_it_created(converted, tmp_path, monkeypatch):
+    import trexport.exporter as exporter
+
+    def broken(*args, **kwargs):
+        raise exporter.InputError("broken on purpose")
+
+    monkeypatch.setattr(exporter, "build_metadata", broken)
+    _, model_dir, _ = converted
+    result = run("convert", model_dir, tmp_path / "a" / "b" / "o.onnx")
+    assert_one_line_error(result, "broken on purpose")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_predict_bad_data_line_names_file_and_line(converted, tmp_path):
     root, _, _ = converted
     data = tmp_path / "d.jsonl.gz"

@@ -152,8 +152,9 @@ def convert(
     then needs the trexport op library at run time); ``"standard"`` builds selection from standard ONNX
     ops, so the graph runs on stock ONNX Runtime.
 
-    Every file is written to a temporary folder next to ``out_path`` and moved into place only after the
-    parity check passed, so a failure leaves no output behind. ``parity_data`` adds real examples to
+    Missing folders above ``out_path`` are created. Every file is written to a temporary folder next to
+    ``out_path`` and moved into place only after the parity check passed, so a failure leaves no output
+    behind (nor the folders it created). ``parity_data`` adds real examples to
     the check, each at batch 1 and in batches of 32.
 
     Adaptive-depth models (``adaptive_depth`` in config.json) are written as ``OUT.onnx``, every layer
@@ -183,7 +184,9 @@ def convert(
     adaptive = model.early_exit is not None and not full
     if knobs:
         _apply_knobs(model, knobs)
-    staging = _staging_dir(out_path)
+    created = _make_parents(out_path)
+    staging = _staging_dir(out_path, created)
+    done = False
     segments_dir = segments_dir_for(out_path) if adaptive else None
     try:
         export_config = ExportConfig(model.config, opset=opset)
@@ -231,9 +234,12 @@ def convert(
             _replace_dir(staging / segments_dir.name, segments_dir)
         for name in (out_path.name, meta_path.name, tokenizer_path.name):
             os.replace(staging / name, out_path.parent / name)
+        done = True
         return ConvertResult(out_path, meta_path, tokenizer_path, report, segments_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done:
+            _remove_empty(created)
 
 
 def _apply_knobs(model: TokenReductionForSequenceClassification, knobs: dict) -> None:
@@ -265,14 +271,37 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 
-def _staging_dir(out_path: Path) -> Path:
+def _make_parents(out_path: Path) -> list[Path]:
+    """Create the missing folders above ``out_path``; returns them, deepest last (removed again on failure)."""
     if out_path.suffix != ".onnx":
         raise InputError(f"{out_path}: the output file must end in .onnx")
     if out_path.is_dir():
         raise InputError(f"{out_path}: is a directory, expected an .onnx file path")
+    missing = [d for d in out_path.parents if not d.exists()][::-1]
+    created = []
+    try:
+        for folder in missing:
+            folder.mkdir()
+            created.append(folder)
+    except OSError as exc:
+        _remove_empty(created)
+        raise InputError(f"{out_path}: cannot write there ({exc.strerror})") from None
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _staging_dir(out_path: Path, created: list[Path]) -> Path:
     try:
         return Path(tempfile.mkdtemp(prefix=".trexport-", dir=out_path.parent))
     except OSError as exc:
+        _remove_empty(created)
         raise InputError(f"{out_path}: cannot write there ({exc.strerror})") from None
 
 
