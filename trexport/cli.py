@@ -206,10 +206,16 @@ def train_finetune(**kwargs) -> None:
     finetune(options, log=_log)
 
 
-_tolerance_option = click.option(
-    "--tolerance", default=0.01, show_default=True,
-    help="Dev accuracy (a fraction) the selected epoch may lose vs the fine-tuned base; the written model is the "
-         "epoch with the best dev FLOPs speedup within it.")
+def _selection_options(command):
+    """``--tolerance`` and ``--save-epochs``: the dev model selection of the reduction recipes."""
+    command = click.option(
+        "--save-epochs", is_flag=True,
+        help="Also write every evaluated epoch as a model dir, OUT/epochs/STAGE-epochN (so any epoch can be "
+             "evaluated or converted later).")(command)
+    return click.option(
+        "--tolerance", default=0.01, show_default=True,
+        help="Dev accuracy (a fraction) the selected epoch may lose vs the fine-tuned base; the written model is "
+             "the epoch with the best dev FLOPs speedup within it.")(command)
 
 
 @train.command("tr-bert")
@@ -223,7 +229,7 @@ _tolerance_option = click.option(
 @click.option("--micro-batch-size", type=click.IntRange(min=1),
               help="Examples per forward/backward pass of the joint stage, to bound its memory (about batch x samples "
                    "x max-length^2; the optimizer still steps once per --batch-size) [default: --batch-size].")
-@_tolerance_option
+@_selection_options
 @_one_line_errors
 def train_tr_bert(**kwargs) -> None:
     """TR-BERT: heuristic scores, REINFORCE on the frozen encoder, then joint training with distillation."""
@@ -241,7 +247,7 @@ def train_tr_bert(**kwargs) -> None:
 @click.option("--eta-lr", default=1e-2, show_default=True, help="Learning rate of eta.")
 @click.option("--sharpness", default=10.0, show_default=True, help="Soft-removal lambda of epoch 1.")
 @click.option("--sharpness-growth", default=10.0, show_default=True, help="Factor lambda grows by each epoch (upstream: 10).")
-@_tolerance_option
+@_selection_options
 @_one_line_errors
 def train_adapler(**kwargs) -> None:
     """AdapLeR: saliency targets, contribution predictors + eta with soft removal, dev model selection."""
@@ -258,7 +264,7 @@ def train_adapler(**kwargs) -> None:
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers and halting units.")
 @click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--exit-warmup-epochs", default=0, show_default=True, help="Epochs training every exit classifier (cross entropy) before DACT's stage.")
-@_tolerance_option
+@_selection_options
 @_one_line_errors
 def train_dact(**kwargs) -> None:
     """DACT-BERT: per-layer classifiers and halting units, accumulated answer, ponder cost."""

@@ -2,6 +2,7 @@
 soft length falling under a large phi, and the KL pulling the contribution predictors to the targets."""
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -24,7 +25,7 @@ def events(out):
 def test_adapler_cli_selects_an_epoch_within_the_tolerance(toy_data, base_dir, tmp_path):
     train, dev = toy_data
     out = tmp_path / "ad"
-    result = adapler(train, out, base_dir, "--dev", dev, "--tolerance", 1.0)
+    result = adapler(train, out, base_dir, "--dev", dev, "--tolerance", 1.0, "--save-epochs")
     assert result.exit_code == 0, result.output
     assert isinstance(from_pretrained(out), AdaplerForSequenceClassification)
     rows = events(out)
@@ -34,6 +35,12 @@ def test_adapler_cli_selects_an_epoch_within_the_tolerance(toy_data, base_dir, t
     assert selected["best_speedup"] == max(speedups)
     assert epochs[selected["best_epoch"]]["selected"] is True
     assert "selected epoch" in result.output
+    # --save-epochs: every epoch is a model dir; the selected one holds the written model's weights
+    saved = [Path(r["saved_to"]) for r in epochs]
+    assert saved == [out / "epochs" / f"adapler-epoch{i + 1}" for i in range(len(epochs))]
+    written = from_pretrained(out).state_dict()
+    same = [all(torch.equal(v, from_pretrained(d).state_dict()[k]) for k, v in written.items()) for d in saved]
+    assert same[selected["best_epoch"]] and sum(same) == 1
 
 
 def test_adapler_without_an_eligible_epoch_writes_the_last_one(toy_data, base_dir, tmp_path):

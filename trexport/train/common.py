@@ -133,9 +133,11 @@ class TrainOptions:
 @dataclass
 class SelectionOptions(TrainOptions):
     """:class:`TrainOptions` of the recipes that start from a fine-tuned model and select an epoch on dev
-    (:class:`SpeedupSelection`): ``tolerance`` is the dev accuracy (a fraction) the selected epoch may lose."""
+    (:class:`SpeedupSelection`): ``tolerance`` is the dev accuracy (a fraction) the selected epoch may lose;
+    ``save_epochs`` also writes every evaluated epoch as a model dir, ``out/epochs/<stage>-epoch<N>``."""
 
     tolerance: float = 0.01
+    save_epochs: bool = False
 
 
 def check_resumable(options: TrainOptions) -> None:
@@ -280,6 +282,12 @@ def dev_report(model: torch.nn.Module, batcher: Batcher, batch_size: int = 64) -
     }
 
 
+def epoch_dir(out, stage: str, epoch: int) -> Path:
+    """Where ``--save-epochs`` writes ``epoch`` (0-based) of ``stage``: ``out/epochs/<stage>-epoch<epoch + 1>``
+    (spaces in the stage name become dashes, e.g. ``tr-bert-rl-epoch1``)."""
+    return Path(out) / "epochs" / f"{stage.replace(' ', '-')}-epoch{epoch + 1}"
+
+
 class SpeedupSelection:
     """Dev model selection for the recipes that start from a fine-tuned model.
 
@@ -323,7 +331,12 @@ class SpeedupSelection:
             self.trainer.state.update(best_speedup=report["flops_ratio"], best_stage=stage, best_epoch=epoch,
                                       best_accuracy=report["accuracy"])
             self.model.save_pretrained(self.trainer.options.out, tokenizer_dir=self.tokenizer_dir)
-        return {"dev_" + k: v for k, v in report.items()} | {"base_dev_accuracy": self.base_accuracy, "selected": chosen}
+        saved = {}
+        if self.trainer.options.save_epochs:
+            path = epoch_dir(self.trainer.options.out, stage, epoch)
+            self.model.save_pretrained(path, tokenizer_dir=self.tokenizer_dir)
+            saved = {"saved_to": str(path)}
+        return {"dev_" + k: v for k, v in report.items()} | {"base_dev_accuracy": self.base_accuracy, "selected": chosen} | saved
 
     def run_and_save(self, stages: Sequence[Stage]) -> Path:
         """:meth:`Trainer.run`, then log the selected epoch, or write the last one when none was eligible
