@@ -109,6 +109,31 @@ def test_imitation_sample_follows_the_heuristic_not_the_dice():
     assert not torch.equal(runs[0].log_prob[~guided], runs[1].log_prob[~guided])  # Bernoulli draws
 
 
+def test_threshold_length_exposes_a_flat_policy():
+    """A flat policy (p = 0.3 for every token) samples ~30% of the tokens but the p >= 0.5 rule keeps only
+    [CLS]; a sharp one (p = 0.95) keeps nearly every token either way."""
+    import math
+
+    torch.manual_seed(0)
+    model = TrBertForSequenceClassification(tiny_config("tr_bert")).eval()
+    batch = toy_batch(batch_size=4)
+    lengths = batch.attention_mask.sum(1).to(torch.float32).repeat_interleave(16)
+
+    def run(p):
+        for policy in model.policy_networks:
+            torch.nn.init.zeros_(policy[-1].weight)
+            torch.nn.init.constant_(policy[-1].bias, math.log(p / (1 - p)))
+        return sampled_forward(model, batch, samples=16)
+
+    flat = run(0.3)
+    assert torch.allclose(flat.threshold_ratio, 1 / lengths)  # [CLS] only, at every selection point
+    assert flat.length_ratio.mean() > 2 * flat.threshold_ratio.mean()
+    sharp = run(0.95)
+    # the rule keeps every token still alive on the path (the second point sees the first point's draws)
+    assert (sharp.threshold_ratio >= sharp.length_ratio).all() and sharp.threshold_ratio.mean() > 0.9
+    assert sharp.length_ratio.mean() > 0.8
+
+
 def test_heuristic_scores_cover_real_tokens_only(base_dir):
     model = from_pretrained(base_dir)
     batch = toy_batch()

@@ -96,11 +96,15 @@ def heuristic_scores(model: nn.Module, batch: TensorBatch, selection_layers: lis
 @dataclass
 class Sampled:
     """A sampled forward: logits float32 ``(B*K, C)``; log_prob ``(B*K,)`` of the sampled actions;
-    length_ratio ``(B*K,)``, kept/real tokens averaged over the selection points."""
+    length_ratio ``(B*K,)``, kept/real tokens averaged over the selection points; threshold_ratio
+    ``(B*K,)``, the same for what the inference rule (p >= threshold, [CLS] kept) would keep of the tokens
+    alive on each sampled path. The two agree for a sharp policy; a flat one (p near its mean everywhere)
+    samples many tokens but keeps almost none at inference, which training alone would not show."""
 
     logits: torch.Tensor
     log_prob: torch.Tensor
     length_ratio: torch.Tensor
+    threshold_ratio: torch.Tensor
 
 
 def sampled_forward(
@@ -126,7 +130,8 @@ def sampled_forward(
         hidden = model.bert.embeddings(ids, types)
         alive = mask.to(hidden.dtype)
         log_prob = hidden.new_zeros(ids.shape[0])
-        ratios = []
+        ratios, threshold_ratios = [], []
+        threshold = float(model.config.token_reduction.threshold)
         for index, layer in enumerate(model.bert.encoder.layer):
             if index in model.selection_layers:
                 w = model.selection_layers.index(index)
@@ -139,6 +144,8 @@ def sampled_forward(
                     rank = score.argsort(dim=1, descending=True).argsort(dim=1)
                     action = torch.where(guided[:, None], (rank < count[:, None]).to(action.dtype), action)
                 action = torch.where(position == 0, torch.ones_like(action), action) * alive
+                at_threshold = ((p.detach() >= threshold) | (position == 0)).to(alive.dtype) * alive
+                threshold_ratios.append(at_threshold.sum(1) / lengths)
                 with torch.enable_grad():
                     step_lp = (action * torch.log(p) + (1 - action) * torch.log(1 - p)) * alive
                     log_prob = log_prob + step_lp[:, 1:].sum(1)
@@ -146,7 +153,7 @@ def sampled_forward(
                 ratios.append(alive.sum(1) / lengths)
             hidden = layer(hidden, extended_attention_mask(alive, hidden.dtype))
         logits = model.classifier(model.dropout(model.bert.pooler(hidden)))
-    return Sampled(logits, log_prob, torch.stack(ratios).mean(0))
+    return Sampled(logits, log_prob, torch.stack(ratios).mean(0), torch.stack(threshold_ratios).mean(0))
 
 
 def policy_loss(out: Sampled, labels: torch.Tensor, samples: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +193,8 @@ def make_rl_step(model, optimizer, options: TrBertOptions, heuristic: list | Non
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return {"reward": reward.mean().item(), "length": out.length_ratio.mean().item()}
+        return {"reward": reward.mean().item(), "length": out.length_ratio.mean().item(),
+                "threshold_length": out.threshold_ratio.mean().item()}
 
     return step
 
@@ -199,7 +207,7 @@ def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher
     def step(batch: TensorBatch, epoch: int) -> dict:
         model.train()
         optimizer.zero_grad()
-        totals = {"kd": 0.0, "reward": 0.0, "length": 0.0}
+        totals = {"kd": 0.0, "reward": 0.0, "length": 0.0, "threshold_length": 0.0}
         for part in split_batch(batch, options.micro_batch_size or len(batch.indices)):
             share = len(part.indices) / len(batch.indices)
             out = sampled_forward(model, part, options.samples, None, train_encoder=True)
@@ -207,7 +215,8 @@ def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher
             kd = -(torch.softmax(teacher / t, -1) * torch.log_softmax(out.logits / t, -1)).sum(-1).mean() * t * t
             rl, reward = policy_loss(out, part.labels, options.samples, alpha)
             ((kd + rl) * share).backward()
-            for name, value in (("kd", kd), ("reward", reward.mean()), ("length", out.length_ratio.mean())):
+            for name, value in (("kd", kd), ("reward", reward.mean()), ("length", out.length_ratio.mean()),
+                                ("threshold_length", out.threshold_ratio.mean())):
                 totals[name] += value.item() * share
         optimizer.step()
         scheduler.step()
