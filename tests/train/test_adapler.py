@@ -43,6 +43,19 @@ def test_adapler_cli_selects_an_epoch_within_the_tolerance(toy_data, base_dir, t
     assert same[selected["best_epoch"]] and sum(same) == 1
 
 
+def test_a_resumed_run_keeps_the_epoch_selected_before_it(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "ad"
+    assert adapler(train, out, base_dir, "--dev", dev, "--tolerance", 1.0, "--epochs", 1, "--save-epochs").exit_code == 0
+    # epoch 2 is not eligible under the resumed run's tolerance, so epoch 1 stays the written model
+    result = adapler(train, out, base_dir, "--dev", dev, "--tolerance", -1.0, "--epochs", 2, "--save-epochs", "--resume")
+    assert result.exit_code == 0, result.output
+    assert "selected epoch 1" in result.output
+    written = from_pretrained(out).state_dict()
+    first = from_pretrained(out / "epochs" / "adapler-epoch1").state_dict()
+    assert all(torch.equal(v, first[k]) for k, v in written.items())
+
+
 def test_adapler_without_an_eligible_epoch_writes_the_last_one(toy_data, base_dir, tmp_path):
     train, dev = toy_data
     out = tmp_path / "ad"

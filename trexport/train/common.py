@@ -341,9 +341,10 @@ class SpeedupSelection:
     def run_and_save(self, stages: Sequence[Stage]) -> Path:
         """:meth:`Trainer.run`, then log the selected epoch, or write the last one when none was eligible
         (nothing more when ``stop_after`` stopped the run early)."""
-        out, s = Path(self.trainer.options.out), self.trainer.state
+        out = Path(self.trainer.options.out)
         if not self.trainer.run(stages):
             return out
+        s = self.trainer.state  # after run: a resumed run replaces it with the checkpoint's
         if "best_speedup" in s:
             self.trainer.log(f"{self.name}: selected epoch {s['best_epoch'] + 1} of stage {s['best_stage']!r}: dev accuracy "
                              f"{s['best_accuracy']:.4f}, FLOPs speedup {s['best_speedup']:.2f}x")
