@@ -184,8 +184,7 @@ def convert(
     adaptive = model.early_exit is not None and not full
     if knobs:
         _apply_knobs(model, knobs)
-    created = _make_parents(out_path)
-    staging = _staging_dir(out_path, created)
+    staging, created = _staging_dir(out_path)
     done = False
     segments_dir = segments_dir_for(out_path) if adaptive else None
     try:
@@ -271,22 +270,22 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 
-def _make_parents(out_path: Path) -> list[Path]:
-    """Create the missing folders above ``out_path``; returns them, deepest last (removed again on failure)."""
+def _staging_dir(out_path: Path) -> tuple[Path, list[Path]]:
+    """A temporary folder next to ``out_path``, and the missing folders above it that were created for it
+    (deepest last; :func:`_remove_empty` takes them back when the conversion fails)."""
     if out_path.suffix != ".onnx":
         raise InputError(f"{out_path}: the output file must end in .onnx")
     if out_path.is_dir():
         raise InputError(f"{out_path}: is a directory, expected an .onnx file path")
-    missing = [d for d in out_path.parents if not d.exists()][::-1]
     created = []
     try:
-        for folder in missing:
+        for folder in reversed([d for d in out_path.parents if not d.exists()]):
             folder.mkdir()
             created.append(folder)
+        return Path(tempfile.mkdtemp(prefix=".trexport-", dir=out_path.parent)), created
     except OSError as exc:
         _remove_empty(created)
         raise InputError(f"{out_path}: cannot write there ({exc.strerror})") from None
-    return created
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -295,14 +294,6 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             return
-
-
-def _staging_dir(out_path: Path, created: list[Path]) -> Path:
-    try:
-        return Path(tempfile.mkdtemp(prefix=".trexport-", dir=out_path.parent))
-    except OSError as exc:
-        _remove_empty(created)
-        raise InputError(f"{out_path}: cannot write there ({exc.strerror})") from None
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from torch import nn
 
 from trexport.models import TrBertForSequenceClassification, default_tr_bert_config
 from trexport.models.encoder import extended_attention_mask
+from trexport.models.selection import keep_mask
 from trexport.train.common import (
     SelectionOptions,
     SpeedupSelection,
@@ -131,7 +132,6 @@ def sampled_forward(
         alive = mask.to(hidden.dtype)
         log_prob = hidden.new_zeros(ids.shape[0])
         ratios, threshold_ratios = [], []
-        threshold = float(model.config.token_reduction.threshold)
         for index, layer in enumerate(model.bert.encoder.layer):
             if index in model.selection_layers:
                 w = model.selection_layers.index(index)
@@ -144,7 +144,7 @@ def sampled_forward(
                     rank = score.argsort(dim=1, descending=True).argsort(dim=1)
                     action = torch.where(guided[:, None], (rank < count[:, None]).to(action.dtype), action)
                 action = torch.where(position == 0, torch.ones_like(action), action) * alive
-                at_threshold = ((p.detach() >= threshold) | (position == 0)).to(alive.dtype) * alive
+                at_threshold = keep_mask(p.detach(), alive, model.keep_rule(index))  # the inference rule
                 threshold_ratios.append(at_threshold.sum(1) / lengths)
                 with torch.enable_grad():
                     step_lp = (action * torch.log(p) + (1 - action) * torch.log(1 - p)) * alive
