@@ -22,12 +22,14 @@ from trexport.models.importers import pretrained_minilm_dir
 MINILM_VOCAB = 30522
 
 
-def tiny_config(method: str, vocab_size: int = 99, num_hidden_layers: int = 4, **overrides) -> ReductionConfig:
+def tiny_config(method: str, vocab_size: int = 99, num_hidden_layers: int = 4, selection_layers=None,
+                **overrides) -> ReductionConfig:
+    """``selection_layers``: AdapLeR only, its predictors' layers (default: every layer)."""
     reduction = {
-        "none": TokenReductionConfig(method="none"),
-        "tr_bert": default_tr_bert_config(num_hidden_layers),
-        "adapler": default_adapler_config(num_hidden_layers),
-    }[method]
+        "none": lambda: TokenReductionConfig(method="none"),
+        "tr_bert": lambda: default_tr_bert_config(num_hidden_layers),
+        "adapler": lambda: default_adapler_config(num_hidden_layers, selection_layers),
+    }[method]()
     return ReductionConfig(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -41,14 +43,15 @@ def tiny_config(method: str, vocab_size: int = 99, num_hidden_layers: int = 4, *
     )
 
 
-def tiny_model(method: str, seed: int = 0, vocab_size: int = 99) -> torch.nn.Module:
+def tiny_model(method: str, seed: int = 0, vocab_size: int = 99, selection_layers=None) -> torch.nn.Module:
     """A tiny eval-mode model whose scorers really drop tokens (so parity tests see removal).
 
-    ``method`` is a ``token_reduction.method`` or a ``model_type`` (``"bert"`` = ``"none"``).
+    ``method`` is a ``token_reduction.method`` or a ``model_type`` (``"bert"`` = ``"none"``);
+    ``selection_layers``: see :func:`tiny_config`.
     """
     method = "none" if method == "bert" else method
     torch.manual_seed(seed)
-    config = tiny_config(method, vocab_size=vocab_size)
+    config = tiny_config(method, vocab_size=vocab_size, selection_layers=selection_layers)
     cls = {"none": BertForSequenceClassification, "tr_bert": TrBertForSequenceClassification,
            "adapler": AdaplerForSequenceClassification}[method]
     model = cls(config).eval()

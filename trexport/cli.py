@@ -247,6 +247,8 @@ def train_tr_bert(**kwargs) -> None:
 @click.option("--eta-lr", default=1e-2, show_default=True, help="Learning rate of eta.")
 @click.option("--sharpness", default=10.0, show_default=True, help="Soft-removal lambda of epoch 1.")
 @click.option("--sharpness-growth", default=10.0, show_default=True, help="Factor lambda grows by each epoch (upstream: 10).")
+@click.option("--selection-layers", help="Comma-separated 0-based layers with a contribution predictor before them "
+                                         "[default: every layer, as upstream; e.g. 1,2,3,4,5 keeps the embedding output whole].")
 @_selection_options
 @_one_line_errors
 def train_adapler(**kwargs) -> None:
@@ -254,6 +256,8 @@ def train_adapler(**kwargs) -> None:
     from trexport.train.adapler import AdaplerOptions, train_adapler as run
 
     options, extra = _options(kwargs)
+    if extra["selection_layers"] is not None:
+        extra["selection_layers"] = list(_int_list(extra["selection_layers"], "--selection-layers", minimum=0))
     run(AdaplerOptions(**vars(options), **extra), log=_log)
 
 
@@ -350,15 +354,16 @@ def demo(data_path: Path | None, workdir: Path | None, threads: int) -> None:
     click.echo(run_demo(data_path, workdir, threads, log=lambda m: click.echo(m, err=True)))
 
 
-def _int_list(text: str, name: str) -> tuple[int, ...]:
+def _int_list(text: str, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """``"1,2,3"`` -> (1, 2, 3); a clear error unless every value is an integer >= ``minimum``."""
     from trexport.errors import InputError
 
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise InputError(f"{name} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise InputError(f"{name} must be positive integers, got {text!r}")
+    if not values or min(values) < minimum:
+        raise InputError(f"{name} must be integers >= {minimum}, got {text!r}")
     return values
 
 

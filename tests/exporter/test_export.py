@@ -75,6 +75,18 @@ def test_full_graph_keeps_every_token():
     assert validate(model, session, [case], full=True).ok
 
 
+def test_adapler_with_selection_layers_from_layer_1_exports_with_parity():
+    """``trexport train adapler --selection-layers 1,2,3`` models: layer 0 runs every token."""
+    model = tiny_model("adapler", selection_layers=[1, 2, 3])
+    export = ExportConfig(model.config)
+    session = session_for(export_onnx(model, export))
+    case = export.dummy_inputs(6, 33, seed=3)
+    assert validate(model, session, [case, export.dummy_inputs(1, 7)], atol=1e-4).ok
+    _, kept = session.run(None, {k: v.numpy() for k, v in case.items()})
+    lengths = case["attention_mask"].sum(1).numpy()
+    assert (kept[:, 0] == lengths).all() and (kept[:, -1] < lengths).all()
+
+
 def test_old_opset_is_refused():
     model = tiny_model("tr_bert")
     with pytest.raises(ExportError, match="opset"):

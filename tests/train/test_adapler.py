@@ -111,3 +111,31 @@ def test_sharpness_grows_by_sharpness_growth_each_epoch(monkeypatch):
         for epoch in range(3):
             step(batch, epoch)
     assert seen == [2.0, 20.0, 200.0, 2.0, 6.0, 18.0]
+
+
+def test_selection_layers_put_contribution_predictors_before_those_layers_only(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "ad"
+    result = adapler(train, out, base_dir, "--dev", dev, "--epochs", 1, "--selection-layers", "1,2")
+    assert result.exit_code == 0, result.output
+    model = from_pretrained(out)
+    assert model.selection_layers == (1, 2)
+    assert len(model.contribution_predictors) == 2 and model.eta.shape == (2,)
+    # nothing is dropped before layer 0: it runs every token of every example
+    model.eval()
+    with torch.no_grad():
+        ids = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 9, 10, 3, 0, 0]])
+        mask = (ids > 0).long()
+        kept = model(ids, mask).kept_tokens
+    assert kept[:, 0].tolist() == [6, 4]
+
+
+def test_bad_selection_layers_fail_with_one_line_and_write_nothing(toy_data, base_dir, tmp_path):
+    train, _ = toy_data
+    for value, expected in (("1,x", "must be comma-separated integers"), ("1,9", "out of range"),
+                            ("2,1", "strictly increasing")):
+        out = tmp_path / f"ad-{value}"
+        result = adapler(train, out, base_dir, "--selection-layers", value)
+        assert result.exit_code == 2, result.output
+        assert "--selection-layers" in result.output and expected in result.output
+        assert not (out / "model.safetensors").exists()

@@ -14,6 +14,9 @@
    accuracy is >= the fine-tuned model's - ``tolerance``. With no such epoch (or no dev file) the last
    epoch is written, and ``metrics.jsonl`` says so.
 
+``selection_layers`` (``--selection-layers``) puts contribution predictors before those layers only;
+upstream has one before every layer, the embedding output included.
+
 Upstream also learns [CLS] factors (THETA) with eta; trexport's AdapLeR has none (its THETA_PR stays 1).
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trexport.errors import InputError
 from trexport.models import AdaplerForSequenceClassification, default_adapler_config
 from trexport.train.common import (
     SelectionOptions,
@@ -51,6 +55,7 @@ class AdaplerOptions(SelectionOptions):
     eta_lr: float = 1e-2
     sharpness: float = 10.0
     sharpness_growth: float = 10.0
+    selection_layers: list[int] | None = None
 
 
 def layer_weights(n_layers: int) -> torch.Tensor:
@@ -103,7 +108,11 @@ def train_adapler(options: AdaplerOptions, log=print) -> Path:
     """Run the AdapLeR recipe from the fine-tuned model dir ``options.base``; write ``options.out``."""
     start = start_from_base(options, log)
     finetuned, train = start.base_model, start.train
-    model = reduction_model_from(finetuned, AdaplerForSequenceClassification, default_adapler_config(finetuned.config.num_hidden_layers), options.max_length)
+    try:
+        token_reduction = default_adapler_config(finetuned.config.num_hidden_layers, options.selection_layers)
+    except ValueError as exc:
+        raise InputError(f"--selection-layers: {exc}") from None
+    model = reduction_model_from(finetuned, AdaplerForSequenceClassification, token_reduction, options.max_length)
     log("adapler: saliency targets from the fine-tuned model")
     targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
     trainer = Trainer(model, options, log)
