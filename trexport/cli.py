@@ -268,6 +268,7 @@ def train_adapler(**kwargs) -> None:
 @click.option("--head-lr", default=1e-3, show_default=True, help="Learning rate of the exit classifiers and halting units.")
 @click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--exit-warmup-epochs", default=0, show_default=True, help="Epochs training every exit classifier (cross entropy) before DACT's stage.")
+@click.option("--exit-warmup-head-lr", type=float, help="Learning rate of the exit classifiers during the exit warm-up [default: --lr].")
 @_selection_options
 @_one_line_errors
 def train_dact(**kwargs) -> None:

@@ -19,8 +19,11 @@ def dact(data, out, base, *extra):
 def test_dact_cli_writes_a_dact_model_dir_and_evaluate_reports_depth(toy_data, base_dir, tmp_path):
     train, dev = toy_data
     out = tmp_path / "dact"
-    result = dact(train, out, base_dir, "--dev", dev, "--halting-bias", -4.0, "--exit-warmup-epochs", 1)
+    result = dact(train, out, base_dir, "--dev", dev, "--halting-bias", -4.0, "--exit-warmup-epochs", 1,
+                  "--exit-warmup-head-lr", 1e-3)
     assert result.exit_code == 0, result.output
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["options"]["exit_warmup_head_lr"] == 1e-3
     model = from_pretrained(out)
     assert isinstance(model, DactBertForSequenceClassification)
     config = json.loads((out / "config.json").read_text())
@@ -68,3 +71,19 @@ def test_exit_warmup_lowers_the_exit_losses_and_leaves_halting_units_alone(base_
     losses = [step(batch, 0)["exit_ce"] for _ in range(10)]
     assert losses[-1] < losses[0] - 0.1, losses
     assert all(torch.equal(a, b) for a, b in zip(before, model.early_exit.halting_units.parameters()))
+
+
+def test_exit_warmup_trains_the_exit_classifiers_at_their_own_rate(base_dir):
+    torch.manual_seed(0)
+    batch = toy_batch()
+    model = dact_from_finetuned(from_pretrained(base_dir), 1.0, 32)
+    units = model.early_exit.halting_units
+    optimizer = head_optimizer(model, 0.0, 0.05, exclude=units, head_weight_decay=0.01)
+    assert not {id(p) for p in units.parameters()} & {id(p) for g in optimizer.param_groups for p in g["params"]}
+    encoder = model.bert.encoder.layer[0].output.dense.weight.clone()
+    exits = [h.weight.clone() for h in model.early_exit.exit_classifiers]
+    step = make_exit_warmup_step(model, optimizer, None)
+    for _ in range(3):
+        step(batch, 0)
+    assert torch.equal(encoder, model.bert.encoder.layer[0].output.dense.weight)  # lr 0
+    assert all(not torch.equal(a, h.weight) for a, h in zip(exits, model.early_exit.exit_classifiers))

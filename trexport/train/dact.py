@@ -4,7 +4,8 @@ from a fine-tuned full model, as DACT-MAC starts from a fixed-depth one.
 Every exit classifier starts as a copy of the fine-tuned classifier; the halting units start at zero
 weight, so h_n = sigmoid(halting_bias) at first. With ``exit_warmup_epochs`` > 0 the exit classifiers
 (and the encoder) first train on the mean cross entropy of every layer's exit, halting units untouched,
-so that early exits are worth stopping at before the ponder cost pushes mass to them; without it a
+so that early exits are worth stopping at before the ponder cost pushes mass to them (the exit
+classifiers at ``exit_warmup_head_lr``, default ``lr``); without it a
 ponder cost large enough to matter spends all mass at layer 0, whose exit is near chance, and training
 settles there (measured on SST-2: dev accuracy 56%, the majority class). Then all weights train (every
 layer run, no halting) on the NLL of the accumulated answer plus ``ponder_cost`` * sum_n p_n; the exit
@@ -43,6 +44,7 @@ class DactOptions(SelectionOptions):
     halting_bias: float = 1.0
     head_lr: float = 1e-3
     exit_warmup_epochs: int = 0
+    exit_warmup_head_lr: float | None = None
     exit_pooling: str = "cls"
 
 
@@ -89,12 +91,16 @@ def make_exit_warmup_step(model: DactBertForSequenceClassification, optimizer, s
     return step
 
 
-def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr: float) -> torch.optim.Optimizer:
-    heads = list(model.early_exit.parameters())
-    head_ids = {id(p) for p in heads}
+def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr: float,
+                   exclude: nn.Module | None = None, head_weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW: the encoder at ``lr`` (weight decay 0.01), the exit heads and halting units at ``head_lr``
+    (``head_weight_decay``); the parameters of ``exclude`` are left out (frozen)."""
+    skip = {id(p) for p in exclude.parameters()} if exclude is not None else set()
+    heads = [p for p in model.early_exit.parameters() if id(p) not in skip]
+    head_ids = {id(p) for p in heads} | skip
     return torch.optim.AdamW([
         {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr, "weight_decay": 0.01},
-        {"params": heads, "lr": head_lr, "weight_decay": 0.0},
+        {"params": heads, "lr": head_lr, "weight_decay": head_weight_decay},
     ])
 
 
@@ -106,8 +112,8 @@ def train_dact(options: DactOptions, log=print) -> Path:
     trainer = Trainer(model, options, log)
     stages = []
     if options.exit_warmup_epochs > 0:
-        units = {id(p) for p in model.early_exit.halting_units.parameters()}
-        warm = torch.optim.AdamW([p for p in model.parameters() if id(p) not in units], lr=options.lr, weight_decay=0.01)
+        warm = head_optimizer(model, options.lr, options.exit_warmup_head_lr or options.lr,
+                              exclude=model.early_exit.halting_units, head_weight_decay=0.01)
         warm_steps = options.exit_warmup_epochs * -(-len(train.examples) // options.batch_size)
         warm_scheduler = linear_schedule(warm, warm_steps)
         stages.append(Stage("exits", options.exit_warmup_epochs, train, options.batch_size,
