@@ -18,7 +18,7 @@
 #         The recipe defaults are those of docs/results.md (a 2-core CPU runs them in about 3 hours).
 # Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI AD_ETA_LR
 # AD_GROWTH (AdapLeR's per-epoch sharpness growth, default 10) AD_LAYERS (its --selection-layers, default every layer)
-# DACT_PONDER DACT_BIAS DACT_WARMUP TR_POLICY_LR TR_GUIDE TR_ALPHA_JOINT (TR-BERT's --policy-lr, --guide-rate, --alpha-joint)
+# DACT_PONDER DACT_BIAS DACT_WARMUP DACT_WARMUP_HEAD_LR (--exit-warmup-head-lr) TR_POLICY_LR TR_GUIDE TR_ALPHA_JOINT (TR-BERT's --policy-lr, --guide-rate, --alpha-joint)
 # TR_MICRO (TR-BERT's --micro-batch-size) LAT_N THREADS in the environment, and the epochs of one recipe with
 # FT_EPOCHS AD_EPOCHS TR_EPOCHS DACT_EPOCHS (default: EPOCHS); SKIP_ONNX=1 stops after step 3. TREXPORT names the CLI (default: trexport).
 # METHODS (default "finetuned dact adapler tr_bert") picks the models to train, evaluate and convert.
@@ -95,7 +95,8 @@ train() {  # train RECIPE DIR ARGS...
 }
 train finetune "$OUT/finetuned" $COMMON --epochs "$FT_EPOCHS" $(limit "$FT_LIMIT") --lr 5e-5
 train dact "$OUT/dact" $COMMON --epochs "$DACT_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --ponder-cost "$DACT_PONDER" \
-    --halting-bias "$DACT_BIAS" --exit-warmup-epochs "$DACT_WARMUP" --exit-pooling "$EXIT_POOLING"
+    --halting-bias "$DACT_BIAS" --exit-warmup-epochs "$DACT_WARMUP" --exit-pooling "$EXIT_POOLING" \
+    $(flag --exit-warmup-head-lr "${DACT_WARMUP_HEAD_LR:-}")
 train adapler "$OUT/adapler" $COMMON --epochs "$AD_EPOCHS" $(limit "$RED_LIMIT") --base "$OUT/finetuned" --gamma "$AD_GAMMA" --phi "$AD_PHI" --eta-lr "$AD_ETA_LR" \
     --sharpness-growth "$AD_GROWTH" $(flag --selection-layers "${AD_LAYERS:-}")
 TR_MICRO=${TR_MICRO:-0}  # examples per joint-stage forward/backward (0: the whole batch)
