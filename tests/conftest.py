@@ -26,10 +26,10 @@ def tiny_config(method: str, vocab_size: int = 99, num_hidden_layers: int = 4, s
                 **overrides) -> ReductionConfig:
     """``selection_layers``: AdapLeR only, its predictors' layers (default: every layer)."""
     reduction = {
-        "none": lambda: TokenReductionConfig(method="none"),
-        "tr_bert": lambda: default_tr_bert_config(num_hidden_layers),
-        "adapler": lambda: default_adapler_config(num_hidden_layers, selection_layers),
-    }[method]()
+        "none": TokenReductionConfig(method="none"),
+        "tr_bert": default_tr_bert_config(num_hidden_layers),
+        "adapler": default_adapler_config(num_hidden_layers, selection_layers),
+    }[method]
     return ReductionConfig(
         vocab_size=vocab_size,
         hidden_size=32,
