@@ -28,11 +28,9 @@ def default_adapler_config(num_hidden_layers: int, selection_layers: list[int] |
     """Upstream settings: a contribution predictor before every layer, width 32, eta in [0.01, 1].
 
     ``selection_layers`` (0-based, increasing) replaces "every layer"; e.g. ``[1, .., L-1]`` keeps the
-    embedding output whole (a trexport option, not upstream's). Raises ``ValueError`` when out of range."""
+    embedding output whole (a trexport option, not upstream's; ``validate`` checks it)."""
     layers = list(range(num_hidden_layers)) if selection_layers is None else [int(i) for i in selection_layers]
-    config = TokenReductionConfig(method="adapler", selection_layers=layers, keep_rule="eta", eta_min=0.01, eta_max=1.0)
-    config.validate(num_hidden_layers)
-    return config
+    return TokenReductionConfig(method="adapler", selection_layers=layers, keep_rule="eta", eta_min=0.01, eta_max=1.0)
 
 
 @dataclass

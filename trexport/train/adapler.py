@@ -108,8 +108,9 @@ def train_adapler(options: AdaplerOptions, log=print) -> Path:
     """Run the AdapLeR recipe from the fine-tuned model dir ``options.base``; write ``options.out``."""
     start = start_from_base(options, log)
     finetuned, train = start.base_model, start.train
+    token_reduction = default_adapler_config(finetuned.config.num_hidden_layers, options.selection_layers)
     try:
-        token_reduction = default_adapler_config(finetuned.config.num_hidden_layers, options.selection_layers)
+        token_reduction.validate(finetuned.config.num_hidden_layers)
     except ValueError as exc:
         raise InputError(f"--selection-layers: {exc}") from None
     model = reduction_model_from(finetuned, AdaplerForSequenceClassification, token_reduction, options.max_length)

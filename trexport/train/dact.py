@@ -112,7 +112,8 @@ def train_dact(options: DactOptions, log=print) -> Path:
     trainer = Trainer(model, options, log)
     stages = []
     if options.exit_warmup_epochs > 0:
-        warm = head_optimizer(model, options.lr, options.exit_warmup_head_lr or options.lr,
+        warm_head_lr = options.lr if options.exit_warmup_head_lr is None else options.exit_warmup_head_lr
+        warm = head_optimizer(model, options.lr, warm_head_lr,
                               exclude=model.early_exit.halting_units, head_weight_decay=0.01)
         warm_steps = options.exit_warmup_epochs * -(-len(train.examples) // options.batch_size)
         warm_scheduler = linear_schedule(warm, warm_steps)
