@@ -66,6 +66,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy_data, base_di
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_a_run_stopped_at_an_epochs_last_step_still_reports_that_epochs_loss(toy_data, base_dir, tmp_path):
+    train, _ = toy_data
+    assert finetune(train, tmp_path / "straight", base_dir).exit_code == 0
+    assert finetune(train, tmp_path / "resumed", base_dir, "--stop-after", 3).exit_code == 0  # 3 steps per epoch
+    resumed = finetune(train, tmp_path / "resumed", base_dir, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+
+    def epochs(name):
+        rows = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, rows) if r["event"] == "epoch"]
+
+    straight, again = epochs("straight"), epochs("resumed")
+    assert [r["step"] for r in again] == [3, 6]
+    assert [r["loss"] for r in again] == [r["loss"] for r in straight]
+    assert f"finetune epoch 1/2: loss {straight[0]['loss']:.4f}" in resumed.output
+
 
 def test_bad_data_line_names_file_and_line(base_dir, tmp_path):
     path = tmp_path / "bad.jsonl"

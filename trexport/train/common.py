@@ -399,6 +399,7 @@ class Trainer:
         self.state: dict = {}
         self.global_step = 0
         self._position = (0, 0, 0, False)  # stage, epoch, batches done in epoch, end_of_epoch done
+        self._last_stats: dict = {}  # the last step's stats, so an epoch resumed at its end still reports them
 
     # -- metrics and checkpoints ------------------------------------------------------------------
     def metric(self, event: str, **values) -> None:
@@ -426,6 +427,7 @@ class Trainer:
             "schedulers": [s.state_dict() for s in stage.schedulers or []],
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
             "state": self.state,
+            "last_stats": self._last_stats,
         }
         temp = path.with_suffix(".partial")
         torch.save(payload, temp)
@@ -442,6 +444,7 @@ class Trainer:
         self.global_step = payload["global_step"]
         self._position = tuple(payload["position"])
         self.state = payload["state"]
+        self._last_stats = payload.get("last_stats", {})
         self.log(f"resuming from {path} at step {self.global_step}")
         return payload
 
@@ -502,12 +505,13 @@ class Trainer:
         with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task("", total=stage.epochs * per_epoch, completed=first_epoch * per_epoch + skip)
             for epoch in range(first_epoch, stage.epochs):
-                start, seen, stats = time.time(), 0, {}
+                start, seen = time.time(), 0
+                stats = self._last_stats if epoch == first_epoch and skip else {}
                 batches = stage.batcher.batches(stage.batch_size, shuffle=True, seed=self.options.seed + 1000 * stage_index + epoch)
                 for done, batch in enumerate(batches):
                     if epoch == first_epoch and done < skip:
                         continue
-                    stats = {k: float(v) for k, v in stage.step(batch, epoch).items()}
+                    stats = self._last_stats = {k: float(v) for k, v in stage.step(batch, epoch).items()}
                     self.global_step += 1
                     seen += len(batch.indices)
                     rate = seen / max(time.time() - start, 1e-9)
