@@ -9,8 +9,8 @@ import torch
 from tests.conftest import tiny_config
 from tests.train.test_tr_bert import toy_batch
 from tests.train.conftest import run_cli
-from trexport.models import AdaplerForSequenceClassification, BertForSequenceClassification, from_pretrained
-from trexport.train.adapler import AdaplerOptions, layer_weights, make_step, saliency_targets
+from trexport.models import AdaplerForSequenceClassification, from_pretrained
+from trexport.train.adapler import AdaplerOptions, layer_weights, make_step
 
 
 def adapler(data, out, base, *extra):
@@ -82,21 +82,6 @@ def test_soft_length_falls_when_phi_is_large():
     step, _ = make_step(model, AdaplerOptions(data="-", out="-", phi=0.0, gamma=0.0, eta_lr=0.05, lr=0.0, predictor_lr=0.0, sharpness=1.0), None)
     flat = [step(batch, 0)["length"] for _ in range(15)]
     assert flat[-1] > history[-1] + 0.1
-
-
-def test_saliency_targets_are_a_distribution_over_real_tokens_whatever_the_padding():
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(tiny_config("none"))
-    batch = toy_batch()
-    targets = saliency_targets(model, batch)
-    assert targets.shape == batch.input_ids.shape and targets.dtype == torch.float32
-    assert torch.allclose(targets.sum(1), torch.ones(len(targets)))
-    assert (targets[batch.attention_mask == 0] == 0).all() and (targets >= 0).all()
-    # one example alone, without the batch's padding, gets the same distribution
-    row, n = 3, int(batch.attention_mask[3].sum())
-    alone = type(batch)(batch.input_ids[row:row + 1, :n], batch.attention_mask[row:row + 1, :n],
-                        batch.token_type_ids[row:row + 1, :n], batch.labels[row:row + 1], [0])
-    assert torch.allclose(saliency_targets(model, alone)[0], targets[row, :n], atol=1e-5)
 
 
 def test_kl_to_the_saliency_targets_falls():

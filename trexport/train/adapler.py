@@ -2,7 +2,7 @@
 ``shared/research/upstream-methods.md`` 2.4), starting from a fine-tuned full model:
 
 1. Saliency targets (Sec. 3.4): gradient x input at the embedding output, L2 over hidden, for the gold
-   label, from the fine-tuned model (:func:`saliency_targets`), once per example.
+   label, from the fine-tuned model (``trexport.train.sample.saliency_targets``), once per example.
 2. Main optimiser (model weights; the contribution predictors at their own rate): CE +
    gamma * sum_l w_l KL(target || CP_l), w_l = L .. 1 normalised (upstream's layer weighting).
 3. Second optimiser on eta: CE + phi * soft length (mean over layers of soft alive / real tokens).
@@ -41,6 +41,7 @@ from trexport.train.common import (
     reduction_model_from,
     start_from_base,
 )
+from trexport.train.sample import saliency_targets
 
 
 @dataclass
@@ -55,29 +56,6 @@ class AdaplerOptions(SelectionOptions):
     sharpness: float = 10.0
     sharpness_growth: float = 10.0
     selection_layers: list[int] | None = None
-
-
-def saliency_targets(model: nn.Module, batch: TensorBatch) -> torch.Tensor:
-    """Gradient x input at the embedding output, L2 over hidden, for the gold label, normalised
-    (AdapLeR, Sec. 3.4). ``model``: a classifier with ``bert.embeddings`` and ``classify``; it is put in
-    eval mode.
-
-    Returns:
-        float32 ``(batch_size, seq_len)``: a distribution over each example's real tokens (0 on padding).
-    """
-    model.eval()
-    embeddings = model.bert.embeddings(batch.input_ids, batch.token_type_ids).detach().requires_grad_(True)
-    logits = model.classify(embeddings, batch.attention_mask).logits
-    gold = logits.gather(1, batch.labels[:, None]).sum()
-    (grad,) = torch.autograd.grad(gold, embeddings)
-    saliency = (grad * embeddings).norm(dim=-1) * batch.attention_mask
-    return (saliency / saliency.sum(dim=1, keepdim=True).clamp_min(1e-12)).detach()
-
-
-def saliency_table(model: nn.Module, batcher, batch_size: int = 32) -> list[torch.Tensor]:
-    """:func:`saliency_targets` of every example, once, in example order (upstream stores them before
-    training): one float32 ``(length_i,)`` distribution per example."""
-    return per_example(batcher, lambda b: [row[:n] for row, n in zip(saliency_targets(model, b), b.attention_mask.sum(1))], batch_size)
 
 
 def layer_weights(n_layers: int) -> torch.Tensor:
@@ -137,7 +115,7 @@ def train_adapler(options: AdaplerOptions, log=print) -> Path:
         raise InputError(f"--selection-layers: {exc}") from None
     model = reduction_model_from(finetuned, AdaplerForSequenceClassification, token_reduction, options.max_length)
     log("adapler: saliency targets from the fine-tuned model")
-    targets = saliency_table(finetuned, train, options.batch_size)
+    targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
     trainer = Trainer(model, options, log)
     selection = SpeedupSelection("adapler", trainer, model, start)
     step, optimizers = make_step(model, options, targets)

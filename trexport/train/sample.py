@@ -3,10 +3,10 @@
 Steps (a few minutes on 2 CPU cores, deterministic seeds):
 1. Fine-tune all-MiniLM-L6-v2 for binary sentiment on a committed 8,000-sentence SST-2 subset.
 2. Saliency targets (Sec. 3.4): gradient x input at the embedding output, L2 over hidden, gold label.
-3. AdapLeR training with soft removal (Sec. 3.3), the step of ``trexport train adapler``
-   (:mod:`trexport.train.adapler`): the encoder and classifier minimise cross-entropy + gamma * the
-   layer-weighted KL(saliency || contribution), and a second optimiser on eta minimises cross-entropy +
-   phi * soft length. The sharpness lambda grows by ``sharpness_growth`` per epoch.
+3. AdapLeR training with soft removal (Sec. 3.3): the encoder and classifier minimise cross-entropy,
+   the contribution predictors the layer-weighted KL(saliency || contribution) (times gamma), and a
+   second optimiser on eta minimises cross-entropy + phi * soft length. The sharpness lambda grows by
+   ``sharpness_growth`` per epoch.
 The result is cached under ``~/.cache/trexport/sample/<recipe hash>``.
 """
 
@@ -36,15 +36,11 @@ from trexport.models.configuration import TokenReductionConfig
 from trexport.models.importers import from_hf_bert, pretrained_minilm_dir
 from trexport.runtime.data import read_jsonl
 from trexport.runtime.tokenizer import TextTokenizer
-from trexport.train.adapler import AdaplerOptions, make_step, saliency_table
 from trexport.train.common import Batcher, TensorBatch, seed_everything
 
 SST2_LABELS = {0: "negative", 1: "positive"}
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MINILM_NAME = "all-MiniLM-L6-v2"
-# Part of the "sample" stage's cache key: bump it when the AdapLeR training code changes what the same
-# recipe trains (2: the step of ``trexport train adapler``, contribution predictors without weight decay).
-ADAPLER_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -79,12 +75,11 @@ def samples_dir() -> Path:
 
 def cache_dir(recipe: SampleRecipe, train_file: Path, stage: str = "sample") -> Path:
     """Cache folder of one stage: ``"finetune"`` is keyed by the fine-tuning fields only, so changing an
-    AdapLeR setting reuses the fine-tuned model; ``"sample"`` by the whole recipe and ``ADAPLER_REVISION``."""
+    AdapLeR setting reuses the fine-tuned model; ``"sample"`` by the whole recipe."""
     fields = dataclasses.asdict(recipe)
     if stage == "finetune":
         fields = {k: fields[k] for k in SampleRecipe.FINETUNE_FIELDS}
-    revision = [ADAPLER_REVISION] if stage == "sample" else []
-    key = json.dumps([__version__, *revision, stage, fields, hashlib.sha256(train_file.read_bytes()).hexdigest()])
+    key = json.dumps([__version__, stage, fields, hashlib.sha256(train_file.read_bytes()).hexdigest()])
     root = Path(os.environ.get("TREXPORT_CACHE", Path.home() / ".cache" / "trexport"))
     return root / stage / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -121,17 +116,76 @@ def finetune(model: nn.Module, batcher: Batcher, recipe: SampleRecipe, log: Call
     _train_loop(recipe.finetune_epochs, batcher, recipe, step, log)
 
 
-def train_adapler(
-    model: AdaplerForSequenceClassification, teacher: nn.Module, batcher: Batcher, recipe: SampleRecipe, log: Callable[[str], None]
-) -> None:
-    """AdapLeR training with soft removal and two optimisers: the step of the full recipe
-    (:func:`trexport.train.adapler.make_step`), saliency targets from the fine-tuned ``teacher``."""
-    options = AdaplerOptions(
-        data="", out="", lr=recipe.adapler_lr, gamma=recipe.gamma, phi=recipe.phi, predictor_lr=recipe.predictor_lr,
-        eta_lr=recipe.eta_lr, sharpness=recipe.sharpness, sharpness_growth=recipe.sharpness_growth,
-    )
+def saliency_targets(model: nn.Module, batch: TensorBatch) -> torch.Tensor:
+    """Gradient x input at the embedding output, L2 over hidden, for the gold label, normalised.
+
+    Returns:
+        float32 ``(batch_size, seq_len)``: a distribution over each example's real tokens.
+    """
+    model.eval()
+    embeddings = model.bert.embeddings(batch.input_ids, batch.token_type_ids).detach().requires_grad_(True)
+    logits = model.classify(embeddings, batch.attention_mask).logits
+    gold = logits.gather(1, batch.labels[:, None]).sum()
+    (grad,) = torch.autograd.grad(gold, embeddings)
+    saliency = (grad * embeddings).norm(dim=-1) * batch.attention_mask
+    return (saliency / saliency.sum(dim=1, keepdim=True).clamp_min(1e-12)).detach()
+
+
+def saliency_table(model: nn.Module, batcher: Batcher, batch_size: int) -> list[torch.Tensor]:
+    """Saliency targets of every example, computed once before AdapLeR training (as upstream stores them).
+
+    Returns:
+        One float32 ``(length_i,)`` distribution per example, in example order.
+    """
+    table: list[torch.Tensor] = [torch.empty(0)] * len(batcher.examples)
+    for batch in batcher.batches(batch_size):
+        targets = saliency_targets(model, batch)
+        for row, index in enumerate(batch.indices):
+            table[index] = targets[row, : int(batch.attention_mask[row].sum())].clone()
+    return table
+
+
+def train_adapler(model: AdaplerForSequenceClassification, batcher: Batcher, recipe: SampleRecipe, log: Callable[[str], None]) -> None:
+    """AdapLeR training with soft removal and two optimisers (see the module docstring)."""
+    contribution_params = list(model.contribution_predictors.parameters())
+    cp_ids = {id(p) for p in contribution_params}
+    main_params = [p for n, p in model.named_parameters() if n != "eta" and id(p) not in cp_ids]
+    main_opt = torch.optim.AdamW(main_params, lr=recipe.adapler_lr, weight_decay=0.01)
+    cp_opt = torch.optim.AdamW(contribution_params, lr=recipe.predictor_lr)
+    eta_opt = torch.optim.Adam([model.eta], lr=recipe.eta_lr)
+    n_layers = len(model.selection_layers)
+    layer_weights = torch.arange(n_layers, 0, -1, dtype=torch.float32)
+    layer_weights = layer_weights / layer_weights.sum()
     log("  saliency targets from the fine-tuned model")
-    step, _ = make_step(model, options, saliency_table(teacher, batcher, recipe.batch_size))
+    saliency = saliency_table(model, batcher, recipe.batch_size)
+
+    def step(batch: TensorBatch, epoch: int) -> dict:
+        target = torch.zeros(batch.input_ids.shape)
+        for row, index in enumerate(batch.indices):
+            target[row, : len(saliency[index])] = saliency[index]
+        model.train()
+        out = model.forward_soft(*batch.inputs(), sharpness=recipe.sharpness * recipe.sharpness_growth**epoch)
+        ce = nn.functional.cross_entropy(out.logits, batch.labels)
+        log_cp = torch.log(out.contributions.clamp_min(1e-9))
+        kl = (target * (torch.log(target.clamp_min(1e-9)) - log_cp)).sum(-1).mean(-1)  # per layer
+        kl = (layer_weights * kl).sum()
+        lengths = batch.attention_mask.sum(1).to(torch.float32)
+        soft_length = (out.soft_lengths / lengths).mean()
+        # One backward: with detached scores in the retention, the soft length reaches only eta and the
+        # task loss never reaches the contribution predictors, so each optimiser sees upstream's loss.
+        loss = ce + recipe.gamma * kl + recipe.phi * soft_length
+        main_opt.zero_grad()
+        cp_opt.zero_grad()
+        eta_opt.zero_grad()
+        loss.backward()
+        main_opt.step()
+        cp_opt.step()
+        eta_opt.step()
+        with torch.no_grad():
+            tr = model.config.token_reduction
+            model.eta.clamp_(tr.eta_min, tr.eta_max)
+        return {"ce": ce.item(), "kl": kl.item(), "length": soft_length.item()}
+
     _train_loop(recipe.adapler_epochs, batcher, recipe, step, log)
 
 
@@ -203,5 +257,5 @@ def _train_into(target: Path, train_file: Path, recipe: SampleRecipe, log: Calla
     adapler.load_state_dict(model.state_dict(), strict=False)
     examples = read_jsonl(train_file, limit=recipe.adapler_examples)
     batcher = Batcher(examples, TextTokenizer(finetuned_dir / "tokenizer.json", recipe.max_length))
-    train_adapler(adapler, model, batcher, recipe, log)
+    train_adapler(adapler, batcher, recipe, log)
     _save_done(adapler, target, finetuned_dir, {"recipe.json": dataclasses.asdict(recipe)}, {"finetuned": finetuned_dir})
