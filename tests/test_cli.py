@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from tests.cli_helpers import assert_one_line_error
 from trexport.cli import main
+from trexport.runtime import read_jsonl
 
 
 def run(*args):
@@ -67,6 +68,11 @@ def test_predict_writes_labels_probs_and_kept_tokens(converted, tmp_path):
     for single, row in zip(singles, rows):
         assert (single["label"], single["kept_tokens"]) == (row["label"], row["kept_tokens"])
         assert max(abs(a - b) for a, b in zip(single["probs"], row["probs"])) < 1e-5
+    picked = tmp_path / "picked.jsonl"  # --limit with --seed: the subset trexport evaluate reads
+    assert run("predict", root / "out.onnx", "--data", data, "--limit", 1, "--seed", 5, "--output", picked).exit_code == 0
+    index = [e.text for e in read_jsonl(data)].index(read_jsonl(data, limit=1, seed=5)[0].text)
+    assert index == 2  # not the first line
+    assert json.loads(picked.read_text())["kept_tokens"] == rows[index]["kept_tokens"]
 
 
 def test_missing_model_dir(tmp_path):

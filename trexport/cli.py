@@ -72,13 +72,14 @@ def convert(model_dir: Path, out: Path, opset: int, no_validate: bool, full: boo
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="JSON Lines (.jsonl or .jsonl.gz).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--output", type=click.Path(path_type=Path), help="Write one JSON line per example here.")
-@click.option("--limit", type=int, help="Only the first N examples.")
+@click.option("--limit", type=int, help="Only the first N examples (with --seed: a seeded random N).")
+@click.option("--seed", type=int, help="With --limit: the seeded random subset that `trexport evaluate --limit N --seed S` reads.")
 @click.option("--threads", default=0, help="ONNX Runtime intra-op threads (0 = default).")
 @click.option("--depth", type=click.Choice(["adaptive", "all"]), default="adaptive", show_default=True, help="Adaptive-depth graphs: skip layers (segments) or compute every layer.")
 @click.option("--patience", type=int, help="PABEE graphs: override the patience.")
 @click.option("--entropy-threshold", type=str, help="DeeBERT graphs: override the exit entropy (one number, or one per layer but the last).")
 @_one_line_errors
-def predict(graph: Path, data_path: Path, batch_size: int, output: Path | None, limit: int | None, threads: int,
+def predict(graph: Path, data_path: Path, batch_size: int, output: Path | None, limit: int | None, seed: int | None, threads: int,
             depth: str, patience: int | None, entropy_threshold: str | None) -> None:
     """Classify the texts in --data with GRAPH (written by `trexport convert`).
 
@@ -86,7 +87,7 @@ def predict(graph: Path, data_path: Path, batch_size: int, output: Path | None, 
     adaptive-depth graphs, the layers the example ran."""
     from trexport.runtime import ReducedClassifier, read_jsonl
 
-    examples = read_jsonl(data_path, limit=limit)
+    examples = read_jsonl(data_path, limit=limit, seed=seed)
     knobs = {"patience": patience, "entropy_threshold": _float_list(entropy_threshold, "--entropy-threshold")}
     classifier = ReducedClassifier(graph, intra_op_num_threads=threads, depth=depth,
                                    knobs={k: v for k, v in knobs.items() if v is not None})
@@ -371,18 +372,19 @@ def _int_list(text: str, name: str, minimum: int = 1) -> tuple[int, ...]:
 @main.command("bench-depth")
 @click.argument("graph", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="JSON Lines texts to time.")
-@click.option("--limit", type=int, help="Only the first N examples.")
+@click.option("--limit", type=int, help="Only the first N examples (with --seed: a seeded random N).")
+@click.option("--seed", type=int, help="With --limit: the seeded random subset that `trexport evaluate --limit N --seed S` reads.")
 @click.option("--batch-sizes", default="1,32", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--threads", default=2, show_default=True, help="ONNX Runtime intra-op threads.")
 @click.option("--repeats", default=3, show_default=True, help="Timed rounds; each batch's fastest counts.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the result here.")
 @_one_line_errors
-def bench_depth(graph: Path, data_path: Path, limit: int | None, batch_sizes: str, threads: int, repeats: int, json_path: Path | None) -> None:
+def bench_depth(graph: Path, data_path: Path, limit: int | None, seed: int | None, batch_sizes: str, threads: int, repeats: int, json_path: Path | None) -> None:
     """Latency of an adaptive-depth GRAPH (segments, layers skipped) against every layer computed."""
     from trexport.bench.depth import bench_depth as run, markdown, to_json
     from trexport.runtime import read_jsonl
 
-    examples = read_jsonl(data_path, limit=limit)
+    examples = read_jsonl(data_path, limit=limit, seed=seed)
     sizes = _int_list(batch_sizes, "--batch-sizes")
     rows = run(graph, [e.text for e in examples], sizes, threads, repeats, [e.text_pair for e in examples])
     click.echo(markdown(rows))

@@ -47,3 +47,14 @@ def test_pairs_and_labels_are_read(tmp_path):
     path.write_text('{"text": "a", "text_pair": "b", "label": 0}\n\n{"text": "c"}\n')
     rows = read_jsonl(path)
     assert [(r.text, r.text_pair, r.label) for r in rows] == [("a", "b", 0), ("c", None, None)]
+
+
+def test_limit_takes_the_first_lines_or_with_a_seed_a_seeded_subset_of_the_whole_file(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": f"t{i}", "label": i}) + "\n" for i in range(40)))
+    assert [r.label for r in read_jsonl(path, limit=5)] == [0, 1, 2, 3, 4]
+    picked = [r.label for r in read_jsonl(path, limit=5, seed=0)]
+    assert picked == sorted(picked) and len(set(picked)) == 5 and max(picked) > 4
+    assert [r.label for r in read_jsonl(path, limit=5, seed=0)] == picked
+    assert [r.label for r in read_jsonl(path, limit=5, seed=1)] != picked
+    assert len(read_jsonl(path, limit=100, seed=0)) == 40

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,11 @@ class Example:
     label: int | None = None
 
 
-def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Example]:
+def read_jsonl(path: str | os.PathLike, limit: int | None = None, seed: int | None = None) -> list[Example]:
     """Read a ``.jsonl`` or ``.jsonl.gz`` file.
+
+    ``limit`` keeps the first N examples, or, with ``seed``, a seeded random N of the whole file
+    (in file order; the subset ``trexport evaluate --limit N --seed S`` and the training recipes use).
 
     Raises:
         InputError: the file is missing or unreadable, or a line is not a JSON object with a string
@@ -36,12 +40,15 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Exampl
                 if not line.strip():
                     continue
                 examples.append(_parse(line, path, number))
-                if limit is not None and len(examples) >= limit:
+                if limit is not None and seed is None and len(examples) >= limit:
                     break
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     if not examples:
         raise InputError(f"{path}: no examples")
+    if limit is not None and seed is not None and limit < len(examples):
+        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+        examples = [examples[i] for i in keep]
     return examples
 
 

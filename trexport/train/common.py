@@ -160,10 +160,7 @@ def load_examples(path, limit: int | None = None, seed: int = 0, need_labels: bo
     from trexport.errors import InputError
     from trexport.runtime.data import read_jsonl
 
-    examples = read_jsonl(path)
-    if limit is not None and limit < len(examples):
-        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-        examples = [examples[i] for i in keep]
+    examples = read_jsonl(path, limit, seed)
     if need_labels:
         missing = [i for i, e in enumerate(examples) if e.label is None]
         if missing:
