@@ -8,15 +8,17 @@
 #   DATA_DIR  the folder holding sst2/ and imdb/ (e.g. ../shared/data)
 #
 # Data (seed SEED, default 0; every subset is a seeded random sample):
-#   sst2: max length 64. Model selection uses SEL_DEV (default 872) sentences held out of train;
-#         fine-tuning uses a random FT_LIMIT (default 16,000; 0 = all 66,477) of the rest, the reduction
+#   sst2: max length 64. Model selection uses SEL_DEV (default 872) whole sentences held out of train,
+#         with every training phrase inside them removed (SPLIT=sentence; SPLIT=example gives the random
+#         phrase split of stops 10-20, whose selection phrases mostly occur inside training phrases);
+#         fine-tuning uses a random FT_LIMIT (default 16,000; 0 = all 57,549 with seed 0) of the rest, the reduction
 #         recipes a random RED_LIMIT (default 8,000) of those; results are on the full 872-sentence GLUE
 #         dev set. The recipe defaults are those of docs/results.md.
 #   imdb: max length 512. SEL_DEV (default 500) reviews held out of train for model selection;
 #         fine-tuning (1 epoch) and the reduction recipes use a random FT_LIMIT / RED_LIMIT (default 2,000 /
 #         1,000) of the rest; results are on a random EVAL_LIMIT (default 5,000) of the 25,000 test reviews.
 #         The recipe defaults are those of docs/results.md (a 2-core CPU runs them in about 3 hours).
-# Override any of SEED SEL_DEV FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI AD_ETA_LR
+# Override any of SEED SEL_DEV SPLIT FT_LIMIT RED_LIMIT EVAL_LIMIT EPOCHS BATCH TR_ALPHA AD_GAMMA AD_PHI AD_ETA_LR
 # AD_GROWTH (AdapLeR's per-epoch sharpness growth, default 10) AD_LAYERS (its --selection-layers, default every layer)
 # DACT_PONDER DACT_BIAS DACT_WARMUP DACT_WARMUP_HEAD_LR (--exit-warmup-head-lr) TR_POLICY_LR TR_GUIDE TR_ALPHA_JOINT (TR-BERT's --policy-lr, --guide-rate, --alpha-joint)
 # TR_MICRO (TR-BERT's --micro-batch-size) LAT_N THREADS in the environment, and the epochs of one recipe with
@@ -40,12 +42,12 @@ LAT_N=${LAT_N:-500}
 case "$DATASET" in
     sst2)
         TRAIN_SRC=$DATA_DIR/sst2/train.jsonl.gz; TEST=$DATA_DIR/sst2/validation.jsonl.gz
-        MAXLEN=64; BATCH=${BATCH:-32}; SEL_DEV=${SEL_DEV:-872}; FT_LIMIT=${FT_LIMIT:-16000}; RED_LIMIT=${RED_LIMIT:-8000}
+        MAXLEN=64; BATCH=${BATCH:-32}; SEL_DEV=${SEL_DEV:-872}; SPLIT=${SPLIT:-sentence}; FT_LIMIT=${FT_LIMIT:-16000}; RED_LIMIT=${RED_LIMIT:-8000}
         EVAL_LIMIT=${EVAL_LIMIT:-0}; TR_ALPHA=${TR_ALPHA:-0.2}; TR_EPOCHS=${TR_EPOCHS:-1}; AD_EPOCHS=${AD_EPOCHS:-3}
         AD_PHI=${AD_PHI:-1.0}; AD_ETA_LR=${AD_ETA_LR:-1e-3}; DACT_PONDER=${DACT_PONDER:-0.1} ;;  # docs/results.md
     imdb)
         TRAIN_SRC=$DATA_DIR/imdb/train.jsonl.gz; TEST=$DATA_DIR/imdb/test.jsonl.gz
-        MAXLEN=512; BATCH=${BATCH:-16}; SEL_DEV=${SEL_DEV:-500}; FT_LIMIT=${FT_LIMIT:-2000}; RED_LIMIT=${RED_LIMIT:-1000}
+        MAXLEN=512; BATCH=${BATCH:-16}; SEL_DEV=${SEL_DEV:-500}; SPLIT=${SPLIT:-example}; FT_LIMIT=${FT_LIMIT:-2000}; RED_LIMIT=${RED_LIMIT:-1000}
         EVAL_LIMIT=${EVAL_LIMIT:-5000}; TR_ALPHA=${TR_ALPHA:-1.0}; FT_EPOCHS=${FT_EPOCHS:-1}; TR_EPOCHS=${TR_EPOCHS:-1}
         AD_PHI=${AD_PHI:-0.5}; AD_ETA_LR=${AD_ETA_LR:-7e-3}; DACT_PONDER=${DACT_PONDER:-0.15}; DACT_EPOCHS=${DACT_EPOCHS:-1}
         TR_POLICY_LR=${TR_POLICY_LR:-1e-2}; TR_GUIDE=${TR_GUIDE:-0.5}; TR_ALPHA_JOINT=${TR_ALPHA_JOINT:-0.5}
@@ -56,21 +58,10 @@ AD_GAMMA=${AD_GAMMA:-1.0} AD_PHI=${AD_PHI:-0.5} AD_ETA_LR=${AD_ETA_LR:-1e-2} AD_
 EXIT_POOLING=${EXIT_POOLING:-mean}  # all-MiniLM-L6-v2's [CLS] is constant before layer 4 (docs/results.md)
 mkdir -p "$OUT/data" "$OUT/results"
 
-# 1. Held-out selection dev set and the training pool (disjoint), written once.
+# 1. Held-out selection dev set and the training pool (disjoint), written once. SST-2 holds out whole
+#    sentences and drops their phrases from training (SPLIT=sentence); SPLIT=example is a random split.
 if [ ! -f "$OUT/data/train.jsonl.gz" ]; then
-    "$PYTHON" - "$TRAIN_SRC" "$OUT/data" "$SEL_DEV" "$SEED" <<'EOF'
-import gzip, json, random, sys
-src, out, n_dev, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-rows = [line for line in gzip.open(src, "rt", encoding="utf-8") if line.strip()]
-order = list(range(len(rows)))
-random.Random(seed).shuffle(order)
-for name, part in (("dev", order[:n_dev]), ("train", order[n_dev:])):
-    with gzip.open(f"{out}/{name}.jsonl.gz", "wt", encoding="utf-8") as f:
-        for i in sorted(part):
-            row = json.loads(rows[i])
-            f.write(json.dumps({"text": row["text"], "label": row["label"]}, ensure_ascii=False) + "\n")
-print(f"{src}: {len(order) - n_dev} training, {n_dev} held-out selection examples (seed {seed})")
-EOF
+    $TREXPORT train split "$TRAIN_SRC" "$OUT/data" --dev-size "$SEL_DEV" --seed "$SEED" --by "$SPLIT"
 fi
 TRAIN=$OUT/data/train.jsonl.gz DEV=$OUT/data/dev.jsonl.gz
 limit() { [ "$1" -gt 0 ] && echo "--limit $1" || true; }

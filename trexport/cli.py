@@ -196,6 +196,23 @@ def train() -> None:
     """Train a model dir: fine-tune, then TR-BERT, AdapLeR or DACT-BERT from the fine-tuned model."""
 
 
+@train.command("split")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--dev-size", required=True, type=int, help="Examples (or sentences) to hold out for model selection.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--by", type=click.Choice(["example", "sentence"]), default="example", show_default=True,
+              help="sentence: hold out whole sentences and drop their phrases from training (phrase corpora such as SST-2).")
+@_one_line_errors
+def train_split(data: Path, out_dir: Path, dev_size: int, seed: int, by: str) -> None:
+    """Write OUT_DIR/dev.jsonl.gz (selection dev) and OUT_DIR/train.jsonl.gz (the rest) from DATA."""
+    from trexport.train.split import write_split
+
+    n_dev, n_train = write_split(data, out_dir, dev_size, seed, by)
+    click.echo(f"{data}: {n_dev} held-out selection examples ({out_dir / 'dev.jsonl.gz'}), "
+               f"{n_train} training examples ({out_dir / 'train.jsonl.gz'}); split by {by}, seed {seed}")
+
+
 @train.command("finetune")
 @_train_options(5e-5, base_required=False)
 @_one_line_errors
