@@ -93,3 +93,11 @@ def test_cli_bad_data_line_writes_nothing(tmp_path):
     result = run_cli("train", "split", data, out, "--dev-size", 1)
     assert_one_line_error(result, f"{data}:2", "text")
     assert not out.exists()
+
+
+def test_cli_unlabelled_data_writes_nothing(tmp_path):
+    data = write_jsonl(tmp_path / "plain.jsonl", [{"text": "fine", "label": 1}, {"text": "dull"}])
+    out = tmp_path / "split"
+    result = run_cli("train", "split", data, out, "--dev-size", 1)
+    assert_one_line_error(result, data, "label")
+    assert not out.exists()

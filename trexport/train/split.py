@@ -99,9 +99,13 @@ def write_split(data: Path, out_dir: Path, dev_size: int, seed: int, by: str = "
         ``(dev examples, training examples)``.
 
     Raises:
-        InputError: as :func:`trexport.runtime.data.read_jsonl` and :func:`selection_split`.
+        InputError: as :func:`trexport.runtime.data.read_jsonl` and :func:`selection_split`, or an
+            example without a ``label``.
     """
     examples = read_jsonl(data)
+    missing = [i for i, e in enumerate(examples) if e.label is None]
+    if missing:
+        raise InputError(f"{data}: {len(missing)} examples have no 'label' (first: example {missing[0] + 1})")
     dev, train = selection_split(examples, dev_size, seed, by)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = {"dev": dev, "train": train}
