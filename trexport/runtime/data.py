@@ -52,6 +52,18 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None, seed: int | No
     return examples
 
 
+def require_labels(examples: list[Example], path: str | os.PathLike) -> list[Example]:
+    """Return ``examples`` when every one has a ``label``.
+
+    Raises:
+        InputError: some examples have none (naming ``path``, the count and the first, 1-based).
+    """
+    missing = [i for i, e in enumerate(examples) if e.label is None]
+    if missing:
+        raise InputError(f"{path}: {len(missing)} examples have no 'label' (first: example {missing[0] + 1})")
+    return examples
+
+
 def _parse(line: str, path: Path, number: int) -> Example:
     try:
         row = json.loads(line)

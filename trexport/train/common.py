@@ -157,15 +157,10 @@ def load_examples(path, limit: int | None = None, seed: int = 0, need_labels: bo
     Raises:
         InputError: bad lines (file:line, from ``read_jsonl``), or unlabelled examples when ``need_labels``.
     """
-    from trexport.errors import InputError
-    from trexport.runtime.data import read_jsonl
+    from trexport.runtime.data import read_jsonl, require_labels
 
     examples = read_jsonl(path, limit, seed)
-    if need_labels:
-        missing = [i for i, e in enumerate(examples) if e.label is None]
-        if missing:
-            raise InputError(f"{path}: {len(missing)} examples have no 'label' (first: example {missing[0] + 1})")
-    return examples
+    return require_labels(examples, path) if need_labels else examples
 
 
 def make_batcher(path, tokenizer: TextTokenizer, limit: int | None, seed: int, log, what: str = "training") -> Batcher:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from trexport.errors import InputError
-from trexport.runtime.data import Example, read_jsonl
+from trexport.runtime.data import Example, read_jsonl, require_labels
 
 SPLITS = ("example", "sentence")
 
@@ -102,20 +102,24 @@ def write_split(data: Path, out_dir: Path, dev_size: int, seed: int, by: str = "
         InputError: as :func:`trexport.runtime.data.read_jsonl` and :func:`selection_split`, or an
             example without a ``label``.
     """
-    examples = read_jsonl(data)
-    missing = [i for i, e in enumerate(examples) if e.label is None]
-    if missing:
-        raise InputError(f"{data}: {len(missing)} examples have no 'label' (first: example {missing[0] + 1})")
+    examples = require_labels(read_jsonl(data), data)
     dev, train = selection_split(examples, dev_size, seed, by)
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = {"dev": dev, "train": train}
-    for name, indices in parts.items():
-        tmp = out_dir / f".{name}.jsonl.gz.tmp"
-        with gzip.open(tmp, "wt", encoding="utf-8") as handle:
-            for i in indices:
-                e = examples[i]
-                row = {"text": e.text, **({"text_pair": e.text_pair} if e.text_pair is not None else {}), "label": e.label}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for name in parts:
-        (out_dir / f".{name}.jsonl.gz.tmp").replace(out_dir / f"{name}.jsonl.gz")
+    parts = {out_dir / f"{name}.jsonl.gz": indices for name, indices in (("dev", dev), ("train", train))}
+    tmps = {path: path.with_name(f".{path.name}.tmp") for path in parts}
+    try:
+        for path, indices in parts.items():
+            with gzip.open(tmps[path], "wt", encoding="utf-8") as handle:
+                handle.writelines(_json_line(examples[i]) for i in indices)
+    except BaseException:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for path, tmp in tmps.items():
+        tmp.replace(path)
     return len(dev), len(train)
+
+
+def _json_line(e: Example) -> str:
+    pair = {"text_pair": e.text_pair} if e.text_pair is not None else {}
+    return json.dumps({"text": e.text, **pair, "label": e.label}, ensure_ascii=False) + "\n"
