@@ -267,6 +267,11 @@ def train_tr_bert(**kwargs) -> None:
 @click.option("--sharpness-growth", default=10.0, show_default=True, help="Factor lambda grows by each epoch (upstream: 10).")
 @click.option("--selection-layers", help="Comma-separated 0-based layers with a contribution predictor before them "
                                          "[default: every layer, as upstream; e.g. 1,2,3,4,5 keeps the embedding output whole].")
+@click.option("--distill", default=0.0, type=click.FloatRange(0.0, 1.0), show_default=True,
+              help="Share of the task loss that is distillation to the fine-tuned model's logits instead of cross "
+                   "entropy (not in the paper; anchors the encoder).")
+@click.option("--temperature", default=1.0, type=click.FloatRange(min=0.0, min_open=True), show_default=True,
+              help="Distillation temperature (with --distill).")
 @_selection_options
 @_one_line_errors
 def train_adapler(**kwargs) -> None:

@@ -139,3 +139,44 @@ def test_bad_selection_layers_fail_with_one_line_and_write_nothing(toy_data, bas
         assert result.exit_code == 2, result.output
         assert "--selection-layers" in result.output and expected in result.output
         assert not (out / "model.safetensors").exists()
+
+
+def test_distill_pulls_the_logits_to_the_teacher_not_the_labels():
+    batch = toy_batch()
+    # a teacher that always says the opposite of the gold label
+    teacher = [torch.tensor([4.0, -4.0]) if int(y) == 1 else torch.tensor([-4.0, 4.0]) for y in batch.labels]
+
+    def agreement(distill):
+        torch.manual_seed(0)
+        model = AdaplerForSequenceClassification(tiny_config("adapler"))
+        options = AdaplerOptions(data="-", out="-", distill=distill, gamma=0.0, phi=0.0, eta_lr=0.0, lr=1e-3)
+        step, _ = make_step(model, options, None, teacher)
+        history = [step(batch, 0) for _ in range(25)]
+        model.eval()
+        with torch.no_grad():
+            predicted = model(batch.input_ids, batch.attention_mask).logits.argmax(-1)
+        return history, (predicted != batch.labels).float().mean().item()
+
+    history, with_teacher = agreement(1.0)
+    assert history[-1]["kd"] < 0.5 * history[0]["kd"], [h["kd"] for h in history]
+    assert with_teacher == 1.0           # follows the teacher against every label
+    _, with_labels = agreement(0.0)
+    assert with_labels == 0.0            # plain CE fits the labels
+    try:
+        make_step(AdaplerForSequenceClassification(tiny_config("adapler")), AdaplerOptions(data="-", out="-", distill=0.5), None)
+    except ValueError as exc:
+        assert "teacher" in str(exc)
+    else:
+        raise AssertionError("distill without teacher logits must fail")
+
+
+def test_adapler_cli_with_distill_logs_the_kd_loss(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "ad"
+    result = adapler(train, out, base_dir, "--dev", dev, "--epochs", 1, "--distill", 0.5)
+    assert result.exit_code == 0, result.output
+    steps = [r for r in events(out) if "kd" in r]
+    assert steps and all(r["kd"] >= 0 for r in steps)
+    bad = adapler(train, tmp_path / "bad", base_dir, "--distill", 1.5)
+    assert bad.exit_code == 2 and "--distill" in bad.output
+    assert not (tmp_path / "bad" / "model.safetensors").exists()

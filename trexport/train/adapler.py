@@ -17,6 +17,12 @@
 ``selection_layers`` (``--selection-layers``) puts contribution predictors before those layers only;
 upstream has one before every layer, the embedding output included.
 
+``distill`` (``--distill``, not in the paper; default 0) replaces that share of the cross entropy in
+both optimisers' task loss with knowledge distillation to the fine-tuned model's logits (temperature
+``temperature``, as TR-BERT's joint stage): task = (1 - distill) * CE + distill * KD. It anchors the
+encoder, which drifts under CE alone (docs/results.md, SST-2 stop 21: 1.26 points lost by epoch 2
+with no token removed).
+
 Upstream also learns [CLS] factors (THETA) with eta; trexport's AdapLeR has none (its THETA_PR stays 1).
 """
 
@@ -36,10 +42,12 @@ from trexport.train.common import (
     Stage,
     TensorBatch,
     Trainer,
+    distillation_loss,
     pad_rows,
     per_example,
     reduction_model_from,
     start_from_base,
+    teacher_logits,
 )
 from trexport.train.sample import saliency_targets
 
@@ -56,6 +64,8 @@ class AdaplerOptions(SelectionOptions):
     sharpness: float = 10.0
     sharpness_growth: float = 10.0
     selection_layers: list[int] | None = None
+    distill: float = 0.0
+    temperature: float = 1.0
 
 
 def layer_weights(n_layers: int) -> torch.Tensor:
@@ -64,9 +74,14 @@ def layer_weights(n_layers: int) -> torch.Tensor:
     return weights / weights.sum()
 
 
-def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, targets: list | None):
+def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, targets: list | None,
+              teacher: list | None = None):
     """One AdapLeR step (items 2-3 of the module docstring). ``targets``: per-example saliency ``(n,)``
-    tensors; ``None`` skips the KL term. Returns ``step(batch, epoch) -> stats`` and its optimisers."""
+    tensors; ``None`` skips the KL term. ``teacher``: per-example float32 ``(num_labels,)`` logits of the
+    fine-tuned model, needed when ``options.distill`` > 0. Returns ``step(batch, epoch) -> stats`` and
+    its optimisers."""
+    if options.distill > 0 and teacher is None:
+        raise ValueError("distill > 0 needs the teacher's logits")
     predictor_params = list(model.contribution_predictors.parameters())
     skip = {id(p) for p in predictor_params} | {id(model.eta)}
     main_params = [p for p in model.parameters() if id(p) not in skip]
@@ -82,6 +97,10 @@ def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, 
         model.train()
         out = model.forward_soft(*batch.inputs(), sharpness=options.sharpness * options.sharpness_growth**epoch)
         ce = nn.functional.cross_entropy(out.logits, batch.labels)
+        task = ce
+        if options.distill > 0:
+            kd = distillation_loss(out.logits, torch.stack([teacher[i] for i in batch.indices]), options.temperature)
+            task = (1 - options.distill) * ce + options.distill * kd
         if targets is not None:
             target = pad_rows([targets[i] for i in batch.indices], batch.input_ids.shape[1])
             log_cp = torch.log(out.contributions.clamp_min(1e-9))
@@ -90,8 +109,8 @@ def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, 
         else:
             kl = ce.new_zeros(())
         soft_length = (out.soft_lengths / batch.attention_mask.sum(1).to(torch.float32)).mean()
-        main_grads = torch.autograd.grad(ce + options.gamma * kl, main_params + predictor_params, retain_graph=True, allow_unused=True)
-        (eta_grad,) = torch.autograd.grad(ce + options.phi * soft_length, [model.eta])
+        main_grads = torch.autograd.grad(task + options.gamma * kl, main_params + predictor_params, retain_graph=True, allow_unused=True)
+        (eta_grad,) = torch.autograd.grad(task + options.phi * soft_length, [model.eta])
         for p, g in zip(main_params + predictor_params, main_grads):
             p.grad = g
         model.eta.grad = eta_grad
@@ -99,7 +118,10 @@ def make_step(model: AdaplerForSequenceClassification, options: AdaplerOptions, 
         eta_opt.step()
         with torch.no_grad():
             model.eta.clamp_(tr.eta_min, tr.eta_max)
-        return {"ce": ce.item(), "kl": kl.item(), "length": soft_length.item()}
+        stats = {"ce": ce.item(), "kl": kl.item(), "length": soft_length.item()}
+        if options.distill > 0:
+            stats["kd"] = kd.item()
+        return stats
 
     return step, [main_opt, eta_opt]
 
@@ -116,8 +138,12 @@ def train_adapler(options: AdaplerOptions, log=print) -> Path:
     model = reduction_model_from(finetuned, AdaplerForSequenceClassification, token_reduction, options.max_length)
     log("adapler: saliency targets from the fine-tuned model")
     targets = per_example(train, lambda b: [row[:n] for row, n in zip(saliency_targets(finetuned, b), b.attention_mask.sum(1))], options.batch_size)
+    teacher = None
+    if options.distill > 0:
+        log("adapler: teacher logits from the fine-tuned model")
+        teacher = teacher_logits(finetuned, train, options.batch_size)
     trainer = Trainer(model, options, log)
     selection = SpeedupSelection("adapler", trainer, model, start)
-    step, optimizers = make_step(model, options, targets)
+    step, optimizers = make_step(model, options, targets, teacher)
     stage = Stage("adapler", options.epochs, train, options.batch_size, step, optimizers, [], selection.hook("adapler"))
     return selection.run_and_save([stage])

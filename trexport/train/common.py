@@ -248,6 +248,21 @@ def per_example(batcher: Batcher, fn, batch_size: int = 32) -> list:
     return results
 
 
+def teacher_logits(teacher: torch.nn.Module, batcher: Batcher, batch_size: int = 32) -> list:
+    """The fine-tuned teacher's logits per example (float32 ``(num_labels,)`` each, example order), once."""
+    teacher.eval()
+    with torch.no_grad():
+        return per_example(batcher, lambda b: list(teacher(*b.inputs()).logits), batch_size)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015): the cross entropy of the student's softened
+    distribution to the teacher's, scaled by T^2. ``student``, ``teacher``: float32 ``(batch, num_labels)``
+    logits. Returns a float32 scalar (mean over the batch)."""
+    t = temperature
+    return -(torch.softmax(teacher / t, -1) * torch.log_softmax(student / t, -1)).sum(-1).mean() * t * t
+
+
 def model_meta(config) -> dict:
     """The fields :func:`trexport.flops.flops_ratio` reads, from a :class:`ReductionConfig`."""
     return {

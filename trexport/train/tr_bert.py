@@ -34,11 +34,13 @@ from trexport.train.common import (
     Stage,
     TensorBatch,
     Trainer,
+    distillation_loss,
     linear_schedule,
     pad_rows,
     per_example,
     reduction_model_from,
     start_from_base,
+    teacher_logits,
 )
 
 
@@ -199,9 +201,8 @@ def make_rl_step(model, optimizer, options: TrBertOptions, heuristic: list | Non
     return step
 
 
-def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher_logits: list):
+def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher_outputs: list):
     """The joint step: KD to the teacher + RL, every weight trained. Returns ``step(batch, epoch)``."""
-    t = options.temperature
     alpha = options.alpha if options.alpha_joint is None else options.alpha_joint
 
     def step(batch: TensorBatch, epoch: int) -> dict:
@@ -211,8 +212,8 @@ def make_joint_step(model, optimizer, scheduler, options: TrBertOptions, teacher
         for part in split_batch(batch, options.micro_batch_size or len(batch.indices)):
             share = len(part.indices) / len(batch.indices)
             out = sampled_forward(model, part, options.samples, None, train_encoder=True)
-            teacher = torch.stack([teacher_logits[i] for i in part.indices]).repeat_interleave(options.samples, dim=0)
-            kd = -(torch.softmax(teacher / t, -1) * torch.log_softmax(out.logits / t, -1)).sum(-1).mean() * t * t
+            teacher = torch.stack([teacher_outputs[i] for i in part.indices]).repeat_interleave(options.samples, dim=0)
+            kd = distillation_loss(out.logits, teacher, options.temperature)
             rl, reward = policy_loss(out, part.labels, options.samples, alpha)
             ((kd + rl) * share).backward()
             for name, value in (("kd", kd), ("reward", reward.mean()), ("length", out.length_ratio.mean()),
@@ -232,8 +233,7 @@ def train_tr_bert(options: TrBertOptions, log=print) -> Path:
     model = reduction_model_from(teacher, TrBertForSequenceClassification, default_tr_bert_config(teacher.config.num_hidden_layers), options.max_length)
     log("tr-bert: heuristic token scores and teacher logits from the fine-tuned model")
     heuristic = per_example(train, lambda b: heuristic_scores(teacher, b, list(model.selection_layers)), options.batch_size)
-    with torch.no_grad():
-        teacher_logits = per_example(train, lambda b: list(teacher(*b.inputs()).logits), options.batch_size)
+    logits = teacher_logits(teacher, train, options.batch_size)
 
     trainer = Trainer(model, options, log)
     steps = options.epochs * -(-len(train.examples) // options.batch_size)
@@ -246,7 +246,7 @@ def train_tr_bert(options: TrBertOptions, log=print) -> Path:
         {"params": policy_params, "lr": options.policy_lr},
     ])
     joint_sched = linear_schedule(joint_opt, steps)
-    joint_step = make_joint_step(model, joint_opt, joint_sched, options, teacher_logits)
+    joint_step = make_joint_step(model, joint_opt, joint_sched, options, logits)
     selection = SpeedupSelection("tr-bert", trainer, model, start)
     stages = [
         Stage("tr-bert rl", options.epochs, train, options.batch_size, rl_step, [rl_opt], [], selection.hook("tr-bert rl")),
