@@ -167,6 +167,8 @@ def _train_options(default_lr: float, base_required: bool = True):
             click.option("--lr", default=default_lr, show_default=True, help="Learning rate of the model weights."),
             click.option("--max-length", default=128, show_default=True, help="Truncate examples to this many tokens."),
             click.option("--limit", type=int, help="Train on a seeded random subset of N examples."),
+            click.option("--min-words", type=click.IntRange(min=1),
+                         help="Train only on the examples of at least N words (before --limit; the dev file is kept whole)."),
             click.option("--seed", default=0, show_default=True),
             click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in OUT/checkpoints."),
             click.option("--checkpoint-every", default=200, show_default=True, help="Steps between checkpoints."),

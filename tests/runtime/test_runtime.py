@@ -58,3 +58,20 @@ def test_limit_takes_the_first_lines_or_with_a_seed_a_seeded_subset_of_the_whole
     assert [r.label for r in read_jsonl(path, limit=5, seed=0)] == picked
     assert [r.label for r in read_jsonl(path, limit=5, seed=1)] != picked
     assert len(read_jsonl(path, limit=100, seed=0)) == 40
+
+
+def test_min_words_drops_short_examples_before_the_seeded_subset(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": " ".join(["w"] * (1 + i % 6)), "label": i} for i in range(60)]
+    rows[0]["text_pair"] = "a b c d e"  # 1 + 5 words: counts as 6
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    long = [r.label for r in read_jsonl(path, min_words=5)]
+    assert long == [i for i in range(60) if i == 0 or 1 + i % 6 >= 5]
+    # the same seeded subset as sampling a file that holds only those examples
+    short_file = tmp_path / "long.jsonl"
+    short_file.write_text("".join(json.dumps(rows[i]) + "\n" for i in long))
+    assert [r.label for r in read_jsonl(path, limit=7, seed=3, min_words=5)] == \
+        [r.label for r in read_jsonl(short_file, limit=7, seed=3)]
+    assert [r.label for r in read_jsonl(path, limit=3, min_words=5)] == long[:3]
+    with pytest.raises(InputError, match="d.jsonl: no examples of >= 7 words"):
+        read_jsonl(path, min_words=7)

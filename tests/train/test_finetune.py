@@ -43,6 +43,18 @@ def test_limit_trains_on_a_seeded_subset(toy_data, base_dir, tmp_path):
     assert f"5 examples from {train}" in result.output
 
 
+
+def test_min_words_trains_on_the_long_examples_only(toy_data, base_dir, tmp_path):
+    train, _ = toy_data
+    long = sum(1 for r in toy_rows(24) if len(r["text"].split()) >= 10)
+    result = finetune(train, tmp_path / "ft", base_dir, "--min-words", 10, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert 0 < long < 24 and f"{long} examples of >= 10 words from {train}" in result.output
+    bad = finetune(train, tmp_path / "none", base_dir, "--min-words", 99)
+    assert bad.exit_code == 2 and "no examples of >= 99 words" in bad.output
+    assert not (tmp_path / "none" / "model.safetensors").exists()
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy_data, base_dir, tmp_path):
     train, _ = toy_data
     assert finetune(train, tmp_path / "straight", base_dir).exit_code == 0

@@ -19,15 +19,17 @@ class Example:
     label: int | None = None
 
 
-def read_jsonl(path: str | os.PathLike, limit: int | None = None, seed: int | None = None) -> list[Example]:
+def read_jsonl(path: str | os.PathLike, limit: int | None = None, seed: int | None = None,
+               min_words: int | None = None) -> list[Example]:
     """Read a ``.jsonl`` or ``.jsonl.gz`` file.
 
-    ``limit`` keeps the first N examples, or, with ``seed``, a seeded random N of the whole file
+    ``min_words`` first drops the examples whose ``text`` plus ``text_pair`` has fewer whitespace-separated
+    words. ``limit`` then keeps the first N examples, or, with ``seed``, a seeded random N of the rest
     (in file order; the subset ``trexport evaluate --limit N --seed S`` and the training recipes use).
 
     Raises:
-        InputError: the file is missing or unreadable, or a line is not a JSON object with a string
-            ``text`` (naming the file and the 1-based line number).
+        InputError: the file is missing or unreadable, a line is not a JSON object with a string
+            ``text`` (naming the file and the 1-based line number), or no example is left.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,17 +41,25 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None, seed: int | No
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                examples.append(_parse(line, path, number))
+                example = _parse(line, path, number)
+                if min_words is not None and word_count(example) < min_words:
+                    continue
+                examples.append(example)
                 if limit is not None and seed is None and len(examples) >= limit:
                     break
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     if not examples:
-        raise InputError(f"{path}: no examples")
+        raise InputError(f"{path}: no examples" + (f" of >= {min_words} words" if min_words is not None else ""))
     if limit is not None and seed is not None and limit < len(examples):
         keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
         examples = [examples[i] for i in keep]
     return examples
+
+
+def word_count(example: Example) -> int:
+    """Whitespace-separated words in ``text`` plus ``text_pair``."""
+    return len(example.text.split()) + (len(example.text_pair.split()) if example.text_pair else 0)
 
 
 def require_labels(examples: list[Example], path: str | os.PathLike) -> list[Example]:

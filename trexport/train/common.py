@@ -109,6 +109,7 @@ class TrainOptions:
         epochs, batch_size, lr: per training stage.
         max_length: tokens per example after truncation (the count truncated is reported).
         limit: train on a seeded random subset of this many examples.
+        min_words: train only on the examples of at least this many words (before ``limit``).
         seed: seeds Python, numpy and torch, the shuffling and the subset.
         resume: continue from the latest checkpoint in ``out/checkpoints``.
         checkpoint_every: steps between checkpoints (one is also written after each epoch).
@@ -124,6 +125,7 @@ class TrainOptions:
     lr: float = 5e-5
     max_length: int = 128
     limit: int | None = None
+    min_words: int | None = None
     seed: int = 0
     resume: bool = False
     checkpoint_every: int = 200
@@ -151,22 +153,26 @@ def check_resumable(options: TrainOptions) -> None:
         raise InputError(f"{path}: no checkpoint to resume from")
 
 
-def load_examples(path, limit: int | None = None, seed: int = 0, need_labels: bool = True) -> list[Example]:
-    """Read a JSON Lines file; ``limit`` keeps a seeded random subset (in file order).
+def load_examples(path, limit: int | None = None, seed: int = 0, need_labels: bool = True,
+                  min_words: int | None = None) -> list[Example]:
+    """Read a JSON Lines file; ``min_words`` drops shorter examples, then ``limit`` keeps a seeded random
+    subset (in file order).
 
     Raises:
         InputError: bad lines (file:line, from ``read_jsonl``), or unlabelled examples when ``need_labels``.
     """
     from trexport.runtime.data import read_jsonl, require_labels
 
-    examples = read_jsonl(path, limit, seed)
+    examples = read_jsonl(path, limit, seed, min_words)
     return require_labels(examples, path) if need_labels else examples
 
 
-def make_batcher(path, tokenizer: TextTokenizer, limit: int | None, seed: int, log, what: str = "training") -> Batcher:
+def make_batcher(path, tokenizer: TextTokenizer, limit: int | None, seed: int, log, what: str = "training",
+                 min_words: int | None = None) -> Batcher:
     """Tokenize a labelled file and report how many examples were truncated."""
-    batcher = Batcher(load_examples(path, limit, seed), tokenizer)
-    log(f"{what} data: {len(batcher.examples)} examples from {path}, "
+    batcher = Batcher(load_examples(path, limit, seed, min_words=min_words), tokenizer)
+    words = f" of >= {min_words} words" if min_words is not None else ""
+    log(f"{what} data: {len(batcher.examples)} examples{words} from {path}, "
         f"{batcher.truncated} truncated to {tokenizer.max_length} tokens")
     return batcher
 
@@ -190,7 +196,7 @@ def start_from_base(options: TrainOptions, log) -> RecipeStart:
     base_model = from_pretrained(options.base)
     base_dir = Path(options.base)
     tokenizer = TextTokenizer(base_dir / "tokenizer.json", options.max_length)
-    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
+    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log, min_words=options.min_words)
     dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
     return RecipeStart(base_model, base_dir, train, dev)
 

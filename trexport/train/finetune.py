@@ -78,7 +78,7 @@ def finetune(options: TrainOptions, log=print) -> Path:
     seed_everything(options.seed)
     base = Path(options.base) if options.base else pretrained_minilm_dir()
     tokenizer = TextTokenizer(base / "tokenizer.json", options.max_length)
-    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log)
+    train = make_batcher(options.data, tokenizer, options.limit, options.seed, log, min_words=options.min_words)
     dev = make_batcher(options.dev, tokenizer, None, options.seed, log, "dev") if options.dev else None
     model = load_base(base, num_labels_of(train, *([dev] if dev else [])), options.max_length)
     trainer = Trainer(model, options, log)
