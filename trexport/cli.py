@@ -294,6 +294,9 @@ def train_adapler(**kwargs) -> None:
 @click.option("--exit-pooling", type=click.Choice(["cls", "mean"]), default="cls", show_default=True, help="What the exits before the last layer pool: [CLS] (the paper) or the token mean (for mean-pooling encoders such as all-MiniLM-L6-v2).")
 @click.option("--exit-warmup-epochs", default=0, show_default=True, help="Epochs training every exit classifier (cross entropy) before DACT's stage.")
 @click.option("--exit-warmup-head-lr", type=float, help="Learning rate of the exit classifiers during the exit warm-up [default: --lr].")
+@click.option("--freeze-encoder", is_flag=True,
+              help="Keep the fine-tuned encoder as it is (eval mode, no gradient; not in the paper, as in DeeBERT's "
+                   "second stage): only the exits, halting units and final classifier train.")
 @_selection_options
 @_one_line_errors
 def train_dact(**kwargs) -> None:

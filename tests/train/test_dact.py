@@ -8,7 +8,7 @@ import torch
 from tests.train.conftest import run_cli
 from tests.train.test_tr_bert import toy_batch
 from trexport.models import DactBertForSequenceClassification, from_pretrained
-from trexport.train.dact import dact_from_finetuned, head_optimizer, make_exit_warmup_step, make_step
+from trexport.train.dact import dact_from_finetuned, freeze_encoder, head_optimizer, make_exit_warmup_step, make_step
 
 
 def dact(data, out, base, *extra):
@@ -87,3 +87,32 @@ def test_exit_warmup_trains_the_exit_classifiers_at_their_own_rate(base_dir):
         step(batch, 0)
     assert torch.equal(encoder, model.bert.encoder.layer[0].output.dense.weight)  # lr 0
     assert all(not torch.equal(a, h.weight) for a, h in zip(exits, model.early_exit.exit_classifiers))
+
+
+def test_frozen_encoder_trains_only_the_heads_without_dropout(base_dir):
+    torch.manual_seed(0)
+    batch = toy_batch()
+    model = dact_from_finetuned(from_pretrained(base_dir), 1.0, 32)
+    freeze_encoder(model)
+    encoder = {name: p.clone() for name, p in model.bert.named_parameters()}
+    heads = [p.clone() for p in model.early_exit.parameters()]
+    optimizer = head_optimizer(model, 0.05, 0.05)
+    assert not {id(p) for p in model.bert.parameters()} & {id(p) for g in optimizer.param_groups for p in g["params"]}
+    step = make_step(model, optimizer, None, 1.0)
+    ponder = [step(batch, 0)["ponder"] for _ in range(5)]
+    assert not model.bert.training and model.early_exit.training
+    assert all(torch.equal(encoder[name], p) and p.grad is None for name, p in model.bert.named_parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(heads, model.early_exit.parameters()) if b.requires_grad)
+    assert ponder[-1] < ponder[0], ponder
+
+
+def test_dact_cli_freeze_encoder_keeps_the_fine_tuned_encoder(toy_data, base_dir, tmp_path):
+    train, dev = toy_data
+    out = tmp_path / "dact_frozen"
+    result = dact(train, out, base_dir, "--dev", dev, "--freeze-encoder", "--exit-warmup-epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["options"]["freeze_encoder"] is True
+    finetuned, model = from_pretrained(base_dir), from_pretrained(out)
+    for (name, a), b in zip(finetuned.bert.named_parameters(), model.bert.parameters()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(finetuned.classifier.weight, model.early_exit.exit_classifiers[0].weight)

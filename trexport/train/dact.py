@@ -11,6 +11,12 @@ settles there (measured on SST-2: dev accuracy 56%, the majority class). Then al
 layer run, no halting) on the NLL of the accumulated answer plus ``ponder_cost`` * sum_n p_n; the exit
 classifiers and halting units use their own learning rate. Halting applies at evaluation (dev reports
 the real depth).
+
+With ``freeze_encoder`` (not in the paper, which trains every weight) the fine-tuned encoder (embeddings,
+layers, pooler) stays as it is in both stages, in eval mode (no dropout), as in DeeBERT's second stage
+(Xin et al., ACL 2020, Sec. 3.1): only the exit classifiers, the halting units and the final classifier
+train, so the last layer's answer keeps the fine-tuned accuracy, and no gradient flows through the encoder
+(a step costs about one forward pass).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class DactOptions(SelectionOptions):
     exit_warmup_epochs: int = 0
     exit_warmup_head_lr: float | None = None
     exit_pooling: str = "cls"
+    freeze_encoder: bool = False
 
 
 def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: int, exit_pooling: str = "cls") -> DactBertForSequenceClassification:
@@ -63,11 +70,24 @@ def dact_from_finetuned(finetuned: nn.Module, halting_bias: float, max_length: i
     return model
 
 
+def freeze_encoder(model: DactBertForSequenceClassification) -> None:
+    """Stop gradients into ``model.bert`` (embeddings, layers, pooler); :func:`train_mode` keeps it in eval mode."""
+    for parameter in model.bert.parameters():
+        parameter.requires_grad_(False)
+
+
+def train_mode(model: DactBertForSequenceClassification) -> None:
+    """``model.train()``, with a frozen encoder (:func:`freeze_encoder`) left in eval mode (no dropout)."""
+    model.train()
+    if not any(p.requires_grad for p in model.bert.parameters()):
+        model.bert.eval()
+
+
 def make_step(model: DactBertForSequenceClassification, optimizer, scheduler, ponder_cost: float):
     """Returns ``step(batch, epoch) -> stats``: NLL of the accumulated answer + ponder_cost * ponder."""
 
     def step(batch: TensorBatch, epoch: int) -> dict:
-        model.train()
+        train_mode(model)
         out = model(*batch.inputs())
         nll = nn.functional.nll_loss(out.logits, batch.labels)
         ponder = out.ponder_cost.mean()
@@ -81,7 +101,7 @@ def make_exit_warmup_step(model: DactBertForSequenceClassification, optimizer, s
     """Returns ``step(batch, epoch) -> stats``: the mean over layers of each exit's cross entropy."""
 
     def step(batch: TensorBatch, epoch: int) -> dict:
-        model.train()
+        train_mode(model)
         out = model(*batch.inputs())
         layers = out.exit_logits.shape[1]
         loss = sum(nn.functional.cross_entropy(out.exit_logits[:, n], batch.labels) for n in range(layers)) / layers
@@ -94,8 +114,9 @@ def make_exit_warmup_step(model: DactBertForSequenceClassification, optimizer, s
 def head_optimizer(model: DactBertForSequenceClassification, lr: float, head_lr: float,
                    exclude: nn.Module | None = None, head_weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """AdamW: the encoder at ``lr`` (weight decay 0.01), the exit heads and halting units at ``head_lr``
-    (``head_weight_decay``); the parameters of ``exclude`` are left out (frozen)."""
+    (``head_weight_decay``); the parameters of ``exclude`` and those that need no gradient are left out (frozen)."""
     skip = {id(p) for p in exclude.parameters()} if exclude is not None else set()
+    skip |= {id(p) for p in model.parameters() if not p.requires_grad}
     heads = [p for p in model.early_exit.parameters() if id(p) not in skip]
     head_ids = {id(p) for p in heads} | skip
     return torch.optim.AdamW([
@@ -109,6 +130,8 @@ def train_dact(options: DactOptions, log=print) -> Path:
     start = start_from_base(options, log)
     finetuned, train = start.base_model, start.train
     model = dact_from_finetuned(finetuned, options.halting_bias, options.max_length, options.exit_pooling)
+    if options.freeze_encoder:
+        freeze_encoder(model)
     trainer = Trainer(model, options, log)
     stages = []
     if options.exit_warmup_epochs > 0:
