@@ -116,3 +116,14 @@ def test_dact_cli_freeze_encoder_keeps_the_fine_tuned_encoder(toy_data, base_dir
     for (name, a), b in zip(finetuned.bert.named_parameters(), model.bert.parameters()):
         assert torch.equal(a, b), name
     assert not torch.equal(finetuned.classifier.weight, model.early_exit.exit_classifiers[0].weight)
+
+
+def test_resuming_a_frozen_run_without_the_flag_is_a_one_line_error(toy_data, base_dir, tmp_path):
+    train, _ = toy_data
+    out = tmp_path / "dact_resume"
+    result = dact(train, out, base_dir, "--freeze-encoder", "--exit-warmup-epochs", 1, "--stop-after", 1)
+    assert result.exit_code == 0, result.output
+    result = dact(train, out, base_dir, "--exit-warmup-epochs", 1, "--resume")
+    assert result.exit_code == 2, result.output
+    assert "optimizer state does not fit" in result.output and "--freeze-encoder" in result.output
+    assert not (out / "model.safetensors").exists()

@@ -485,7 +485,14 @@ class Trainer:
                 continue
             if payload is not None and stage_index == start_stage:
                 for opt, st in zip(stage.optimizers, payload["optimizers"]):
-                    opt.load_state_dict(st)
+                    try:
+                        opt.load_state_dict(st)
+                    except ValueError as error:  # other trainable parameters than the run that wrote it
+                        from trexport.errors import InputError
+
+                        raise InputError(f"{self.checkpoint_path()}: its optimizer state does not fit this run's trainable "
+                                         f"parameters; resume with the options that froze or trained the same weights "
+                                         f"(e.g. --freeze-encoder) ({error})") from error
                 for sch, st in zip(stage.schedulers or [], payload["schedulers"]):
                     sch.load_state_dict(st)
                 rng = payload["rng"]
