@@ -215,6 +215,20 @@ def num_labels_of(*batchers: Batcher) -> int:
     return max(2, 1 + max(e.label for b in batchers for e in b.examples))
 
 
+def freeze_encoder(model: torch.nn.Module) -> None:
+    """Stop gradients into ``model.bert`` (embeddings, layers, pooler); :func:`train_mode` keeps it in eval mode."""
+    for parameter in model.bert.parameters():
+        parameter.requires_grad_(False)
+
+
+def train_mode(model: torch.nn.Module) -> None:
+    """``model.train()``, with a frozen encoder (no parameter of ``model.bert`` needs a gradient) left in eval
+    mode, so no dropout there, as in a second-stage fine-tune (DeeBERT, Xin et al., ACL 2020, Sec. 3.1)."""
+    model.train()
+    if not any(p.requires_grad for p in model.bert.parameters()):
+        model.bert.eval()
+
+
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler=None) -> None:
     """Backpropagate ``loss``, step ``optimizer`` and then ``scheduler`` (if any)."""
     optimizer.zero_grad()

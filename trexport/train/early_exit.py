@@ -22,7 +22,8 @@ from torch import nn
 
 from trexport.models import default_deebert_config, default_pabee_config, model_class
 from trexport.models.pabee import pabee_loss
-from trexport.train.common import Stage, TensorBatch, Trainer, TrainOptions, linear_schedule, optimizer_step, start_from_base
+from trexport.train.common import (Stage, TensorBatch, Trainer, TrainOptions, linear_schedule, optimizer_step,
+                                   start_from_base, train_mode)
 from trexport.train.finetune import dev_stage_hook
 
 
@@ -58,9 +59,7 @@ def make_step(model: nn.Module, method: str, optimizer, scheduler):
     """Returns ``step(batch, epoch) -> stats``: PABEE's weighted or DeeBERT's summed exit losses."""
 
     def step(batch: TensorBatch, epoch: int) -> dict:
-        model.train()
-        if method == "deebert":  # frozen encoder: dropout off there too, as in a second-stage fine-tune
-            model.bert.eval()
+        train_mode(model)  # DeeBERT's frozen encoder stays in eval mode
         out = model(*batch.inputs())
         if method == "pabee":
             loss = pabee_loss(out.exit_logits, batch.labels)
